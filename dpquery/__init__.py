@@ -1,0 +1,1 @@
+"""dpquery: a differential-privacy aggregate query service."""

@@ -1,0 +1,205 @@
+"""Datasets as partners see them: schema, public keys, bounds, policy.
+
+`Table` is a dataset opened for querying: a polars LazyFrame over its files
+with the consent filter and the category exclusions already applied, so no
+query can ever see rows of customers who did not opt in or rows in excluded
+categories. `check_query` applies the policy to a query before anything runs.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from dpquery.config import Column, Dataset
+from dpquery.errors import InvalidQuery, NotFound, PolicyViolation
+from dpquery.query import Query, predicate_columns, Compare, InList, Between, And, Or, Not
+
+DTYPES = {"string": pl.String, "int": pl.Int64, "float": pl.Float64}
+
+
+@dataclass(frozen=True)
+class Table:
+    """An opened dataset: the filtered LazyFrame plus what is public about it."""
+
+    dataset: Dataset
+    frame: pl.LazyFrame
+    schema: dict[str, pl.DataType]
+    version: str
+
+    @property
+    def name(self) -> str:
+        return self.dataset.name
+
+    def column(self, name: str) -> Column:
+        return self.dataset.columns[name]
+
+
+def open_table(ds: Dataset) -> Table:
+    """Scan the dataset's files lazily and apply consent and exclusion filters."""
+    files = _files(ds.path)
+    raw = _scan(ds.path, files)
+    frame = _prepare(raw, ds)
+    schema = dict(frame.collect_schema())
+    return Table(ds, frame, schema, _version(files))
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(path.glob("*.parquet"))
+    else:
+        files = [path] if path.exists() else []
+    if not files:
+        raise FileNotFoundError(f"no data at {path}: run `dpquery demo-data --out {path}` "
+                                "or point the dataset's path at Parquet or CSV files")
+    return files
+
+
+def _scan(path: Path, files: list[Path]) -> pl.LazyFrame:
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return pl.scan_csv(path, try_parse_dates=True)
+    return pl.scan_parquet([str(f) for f in files])
+
+
+def _prepare(raw: pl.LazyFrame, ds: Dataset) -> pl.LazyFrame:
+    """Consent filter, category exclusion, derived columns, declared dtypes."""
+    frame = raw
+    if ds.consent_column:
+        frame = frame.filter(pl.col(ds.consent_column).fill_null(False))
+    if ds.category_column and ds.excluded_categories:
+        frame = frame.filter(~pl.col(ds.category_column).is_in(list(ds.excluded_categories)))
+    exprs = [pl.col(ds.privacy_unit).cast(pl.Int64)]
+    for name, col in ds.columns.items():
+        source = pl.col(col.derived_from).dt.year() if col.derived_from else pl.col(name)
+        exprs.append(source.cast(DTYPES[col.type]).alias(name))
+    names = [ds.privacy_unit, *ds.columns]
+    # Rows with a missing value in a declared column are dropped: a public per-row rule.
+    return frame.select(exprs).drop_nulls(names)
+
+
+def _version(files: list[Path]) -> str:
+    """Changes whenever a data file is replaced (name, size, modification time)."""
+    digest = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def queryable_columns(ds: Dataset) -> list[str]:
+    return [c for c in ds.columns if c not in ds.excluded_columns]
+
+
+def check_query(query: Query, tables: dict[str, Table]) -> Table:
+    """Refuse anything the policy forbids, before any data is read."""
+    table = tables.get(query.dataset)
+    if table is None:
+        raise NotFound(f"unknown table {query.dataset!r}; available: {', '.join(sorted(tables))}")
+    ds = table.dataset
+    for name in query.group_by:
+        _check_column(ds, name, "GROUP BY")
+        if not ds.columns[name].is_public_key:
+            raise PolicyViolation(
+                f"column {name!r} has no public domain, so it cannot be grouped by "
+                f"(its values would leak). Group by one of: {', '.join(public_keys(ds))}")
+    for agg in query.aggregates:
+        if agg.column is not None:
+            _check_numeric(ds, agg.column, agg.kind.upper())
+        _check_predicate(ds, agg.condition)
+    _check_predicate(ds, query.where)
+    _check_groups(ds, query)
+    return table
+
+
+def public_keys(ds: Dataset) -> list[str]:
+    return [c for c in queryable_columns(ds) if ds.columns[c].is_public_key]
+
+
+def _check_column(ds: Dataset, name: str, where: str) -> None:
+    if name in ds.excluded_columns or name == ds.privacy_unit or name == ds.consent_column:
+        raise PolicyViolation(f"column {name!r} is not queryable: excluded by policy. "
+                              f"Queryable columns: {', '.join(queryable_columns(ds))}")
+    if name not in ds.columns:
+        raise InvalidQuery(f"unknown column {name!r} in {where}. "
+                           f"Queryable columns: {', '.join(queryable_columns(ds))}")
+
+
+def _check_numeric(ds: Dataset, name: str, func: str) -> None:
+    _check_column(ds, name, func)
+    col = ds.columns[name]
+    if col.lower is None:
+        numeric = [c for c in queryable_columns(ds) if ds.columns[c].lower is not None]
+        raise InvalidQuery(f"{func}({name}) needs a numeric column with declared bounds; "
+                           f"use one of: {', '.join(numeric) or 'none configured'}")
+
+
+def _check_predicate(ds: Dataset, pred) -> None:
+    for name in predicate_columns(pred):
+        _check_column(ds, name, "WHERE")
+    for leaf in _leaves(pred):
+        _check_literals(ds, leaf)
+
+
+def _leaves(pred):
+    if pred is None:
+        return
+    if isinstance(pred, (And, Or)):
+        for p in pred.items:
+            yield from _leaves(p)
+    elif isinstance(pred, Not):
+        yield from _leaves(pred.item)
+    else:
+        yield pred
+
+
+def _check_literals(ds: Dataset, leaf) -> None:
+    col = ds.columns[leaf.column]
+    values = {Compare: lambda p: [p.value], InList: lambda p: list(p.values),
+              Between: lambda p: [p.low, p.high]}[type(leaf)](leaf)
+    for v in values:
+        numeric = isinstance(v, (int, float))
+        if col.type == "string" and numeric or col.is_numeric and not numeric:
+            raise InvalidQuery(f"column {leaf.column!r} is {col.type}; compare it with a "
+                               f"{'quoted string' if col.type == 'string' else 'number'}")
+        if leaf.column == ds.category_column and v in ds.excluded_categories:
+            raise PolicyViolation(f"category {v!r} is excluded by policy and never queryable "
+                                  f"(excluded: {', '.join(ds.excluded_categories)})")
+
+
+def _check_groups(ds: Dataset, query: Query) -> None:
+    n = 1
+    for name in query.group_by:
+        n *= len(ds.columns[name].values)
+    if n > ds.max_groups:
+        raise InvalidQuery(f"GROUP BY {', '.join(query.group_by)} makes {n} groups; the limit "
+                           f"is {ds.max_groups}. Group by fewer columns or filter with WHERE")
+
+
+def describe(table: Table) -> dict:
+    """What a partner may know about a dataset: only configuration, never data."""
+    ds = table.dataset
+    cols = []
+    for name in queryable_columns(ds):
+        c = ds.columns[name]
+        entry = {"name": name, "type": c.type}
+        if c.values is not None:
+            entry["values"] = list(c.values)
+        if c.lower is not None:
+            entry["bounds"] = [c.lower, c.upper]
+        if c.customer_total_upper is not None:
+            entry["customer_total_upper"] = c.customer_total_upper
+        cols.append(entry)
+    return {
+        "name": ds.name, "description": ds.description, "privacy_unit": ds.privacy_unit,
+        "measure": ds.measure, "max_epsilon_per_query": ds.max_epsilon_per_query,
+        "max_groups": ds.max_groups, "columns": cols,
+        "bounds": {"rows_per_customer": ds.rows_per_customer,
+                   "groups_per_customer": ds.groups_per_customer},
+        "policy": {"excluded_columns": list(ds.excluded_columns),
+                   "excluded_categories": list(ds.excluded_categories),
+                   "consent": f"only customers with {ds.consent_column} = true"
+                   if ds.consent_column else "all rows"},
+        "data_version": table.version,
+    }

@@ -1,0 +1,250 @@
+"""Load and validate config.toml into frozen settings.
+
+Every key is declared once in the SPEC tables below (type, default, meaning); an
+unknown or mistyped key stops start-up with a `ConfigError` naming the key and
+what was expected. README.md documents every key (a test checks this).
+"""
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dpquery.errors import ConfigError
+
+REQUIRED = object()
+
+# key: (type, default, meaning)
+SERVER_SPEC = {
+    "host": (str, "127.0.0.1", "address gunicorn binds to"),
+    "port": (int, 8000, "TCP port"),
+    "workers": (int, 3, "gunicorn worker processes"),
+    "max_body_bytes": (int, 65536, "larger request bodies are refused (413)"),
+    "max_sql_chars": (int, 5000, "longer SQL text is refused (400)"),
+    "rate_limit_per_minute": (int, 600, "requests per API key per minute (429 above)"),
+    "query_timeout_seconds": (float, 60.0, "longest a query may run"),
+}
+LEDGER_SPEC = {"path": (str, "var/ledger.db", "SQLite ledger file")}
+DEMO_SPEC = {
+    "customers": (int, 20000, "customers in the demo data made on first start"),
+    "seed": (int, 7, "seed of the deterministic demo data"),
+}
+DATASET_SPEC = {
+    "path": (str, REQUIRED, "Parquet file, folder of Parquet files, or CSV file"),
+    "description": (str, "", "one line shown to partners"),
+    "privacy_unit": (str, REQUIRED, "column identifying the protected person"),
+    "consent_column": (str, None, "boolean column; only rows where it is true are read"),
+    "max_rows": (int, REQUIRED, "public upper bound on the table's row count"),
+    "measure": (str, "pure", "'pure' (epsilon, Laplace) or 'zcdp' (rho, Gaussian)"),
+    "delta": (float, 0.0, "delta for private key selection; 0 disables it"),
+    "max_epsilon_per_query": (float, 1.0, "largest spend one query may ask for"),
+    "max_groups": (int, 5000, "largest number of output rows of one query"),
+}
+BOUNDS_SPEC = {
+    "rows_per_customer": (int, REQUIRED, "rows one customer may contribute to a query"),
+    "groups_per_customer": (int, REQUIRED, "groups one customer may contribute to"),
+}
+POLICY_SPEC = {
+    "excluded_columns": (list, [], "columns that can never be queried"),
+    "category_column": (str, None, "column whose excluded values are removed"),
+    "excluded_categories": (list, [], "values of category_column removed before any query"),
+}
+COLUMN_SPEC = {
+    "type": (str, REQUIRED, "'string', 'int' or 'float'"),
+    "values": (list, None, "public domain: every value appears in every answer"),
+    "derived_from": (str, None, "date column this column is the year of"),
+    "lower": (float, None, "numeric clamp lower bound"),
+    "upper": (float, None, "numeric clamp upper bound (per row)"),
+    "customer_total_upper": (float, None, "clamp for one customer's total within a group"),
+    "quantile_candidates": (list, None, "candidate answers for quantiles/medians"),
+}
+SECTION_SPECS = {
+    "server": SERVER_SPEC, "ledger": LEDGER_SPEC, "demo": DEMO_SPEC,
+    "datasets.<name>": DATASET_SPEC, "datasets.<name>.bounds": BOUNDS_SPEC,
+    "datasets.<name>.policy": POLICY_SPEC, "datasets.<name>.columns.<column>": COLUMN_SPEC,
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    values: tuple | None = None
+    derived_from: str | None = None
+    lower: float | None = None
+    upper: float | None = None
+    customer_total_upper: float | None = None
+    quantile_candidates: tuple | None = None
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type in ("int", "float")
+
+    @property
+    def is_public_key(self) -> bool:
+        return self.values is not None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    path: Path
+    description: str
+    privacy_unit: str
+    consent_column: str | None
+    max_rows: int
+    measure: str
+    delta: float
+    max_epsilon_per_query: float
+    max_groups: int
+    rows_per_customer: int
+    groups_per_customer: int
+    excluded_columns: tuple[str, ...]
+    category_column: str | None
+    excluded_categories: tuple[str, ...]
+    columns: dict[str, Column] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: dict[str, Any]
+    ledger_path: Path
+    demo: dict[str, Any]
+    datasets: dict[str, Dataset]
+    source: Path | None = None
+
+    @property
+    def dataset_names(self) -> list[str]:
+        return list(self.datasets)
+
+
+def load(path: str | Path) -> Settings:
+    """Read and validate a config file; relative paths are relative to it."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_dict(raw, base=path.resolve().parent, source=path)
+
+
+def from_dict(raw: dict, base: Path = Path("."), source: Path | None = None) -> Settings:
+    """Validate an already-parsed config (tests build one as a dict)."""
+    _check_keys(raw, {"server", "ledger", "demo", "datasets"}, "top level")
+    server = _section(raw.get("server", {}), SERVER_SPEC, "server")
+    ledger = _section(raw.get("ledger", {}), LEDGER_SPEC, "ledger")
+    demo = _section(raw.get("demo", {}), DEMO_SPEC, "demo")
+    datasets = {name: _dataset(name, body, base)
+                for name, body in _table(raw, "datasets").items()}
+    if not datasets:
+        raise ConfigError("config declares no [datasets.<name>] table; declare at least one")
+    return Settings(server, _resolve(base, ledger["path"]), demo, datasets, source)
+
+
+def _dataset(name: str, raw: Any, base: Path) -> Dataset:
+    where = f"datasets.{name}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table")
+    top = {k: v for k, v in raw.items() if k not in ("bounds", "policy", "columns")}
+    values = _section(top, DATASET_SPEC, where)
+    bounds = _section(_table(raw, "bounds", where), BOUNDS_SPEC, f"{where}.bounds")
+    policy = _section(_table(raw, "policy", where), POLICY_SPEC, f"{where}.policy")
+    columns = {c: _column(c, body, f"{where}.columns.{c}")
+               for c, body in _table(raw, "columns", where).items()}
+    ds = Dataset(
+        name=name, path=_resolve(base, values.pop("path")), **values, **bounds,
+        excluded_columns=tuple(policy["excluded_columns"]),
+        category_column=policy["category_column"],
+        excluded_categories=tuple(policy["excluded_categories"]), columns=columns)
+    _check_dataset(ds, where)
+    return ds
+
+
+def _column(name: str, raw: Any, where: str) -> Column:
+    values = _section(raw, COLUMN_SPEC, where)
+    for key in ("values", "quantile_candidates"):
+        if values[key] is not None:
+            values[key] = tuple(values[key])
+    col = Column(name=name, **values)
+    _check_column(col, where)
+    return col
+
+
+def _check_column(col: Column, where: str) -> None:
+    if col.type not in ("string", "int", "float"):
+        raise ConfigError(f"{where}.type: expected 'string', 'int' or 'float', got {col.type!r}")
+    if col.values is not None and len(col.values) == 0:
+        raise ConfigError(f"{where}.values: a public domain needs at least one value")
+    if col.lower is not None or col.upper is not None:
+        if col.lower is None or col.upper is None or not col.lower < col.upper:
+            raise ConfigError(f"{where}: lower and upper must both be set, with lower < upper")
+    if col.customer_total_upper is not None and col.upper is None:
+        raise ConfigError(f"{where}.customer_total_upper needs lower and upper too")
+
+
+def _check_dataset(ds: Dataset, where: str) -> None:
+    if ds.measure not in ("pure", "zcdp"):
+        raise ConfigError(f"{where}.measure: expected 'pure' or 'zcdp', got {ds.measure!r}")
+    positive = {"max_rows": ds.max_rows, "max_groups": ds.max_groups,
+                "bounds.rows_per_customer": ds.rows_per_customer,
+                "bounds.groups_per_customer": ds.groups_per_customer,
+                "max_epsilon_per_query": ds.max_epsilon_per_query}
+    for key, value in positive.items():
+        if not (value > 0 and math.isfinite(value)):
+            raise ConfigError(f"{where}.{key}: expected a positive number, got {value!r}")
+    if not 0 <= ds.delta < 1:
+        raise ConfigError(f"{where}.delta: expected 0 <= delta < 1, got {ds.delta!r}")
+    if ds.privacy_unit not in ds.excluded_columns:
+        raise ConfigError(f"{where}.policy.excluded_columns must include the privacy unit "
+                          f"{ds.privacy_unit!r}: it can never be queried directly")
+
+
+def _section(raw: Any, spec: dict, where: str) -> dict:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table")
+    _check_keys(raw, set(spec), where)
+    return {key: _value(raw, key, typ, default, where)
+            for key, (typ, default, _doc) in spec.items()}
+
+
+def _value(raw: dict, key: str, typ: type, default: Any, where: str) -> Any:
+    if key not in raw:
+        if default is REQUIRED:
+            raise ConfigError(f"{where}.{key} is required ({_spec_doc(where, key)})")
+        return default
+    value = raw[key]
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, typ) or isinstance(value, bool) != (typ is bool):
+        raise ConfigError(f"{where}.{key}: expected {typ.__name__}, got {value!r}")
+    return value
+
+
+def _check_keys(raw: dict, allowed: set, where: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; "
+                          f"expected one of: {', '.join(sorted(allowed))}")
+
+
+def _table(raw: dict, key: str, where: str = "top level") -> dict:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}.{key}: expected a table")
+    return value
+
+
+def _spec_doc(where: str, key: str) -> str:
+    for spec in SECTION_SPECS.values():
+        if key in spec:
+            return spec[key][2]
+    return ""
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else (base / path)

@@ -1,0 +1,112 @@
+"""Run a plan over the data: the only module that releases noisy values.
+
+Everything after the OpenDP measurement is post-processing of its output
+(ratios, intervals from public scales, ORDER BY, LIMIT), which costs no
+further privacy.
+"""
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+from dpquery.plan import RATIOS, Plan, StatPlan
+
+
+def release(plan: Plan) -> pl.DataFrame:
+    """Draw the noise: one call per plan, charged beforehand by the caller.
+
+    Privacy contract: if two datasets differ in one customer (all of their
+    rows), this release is ε-DP with ε = plan.cost (ρ-zCDP when plan.measure
+    is "rho"), as proven by OpenDP's privacy map of `plan.measurement`.
+    """
+    frames = [m(plan.table.frame).collect() for m in plan.measurements]
+    return _join(plan, frames)
+
+
+def _join(plan: Plan, frames: list[pl.DataFrame]) -> pl.DataFrame:
+    by = list(plan.request.query.group_by)
+    if not by:
+        return pl.concat(frames, how="horizontal")
+    out = plan.keys
+    for frame in frames:
+        out = out.join(frame, on=by, how="left", nulls_equal=True)
+    return out
+
+
+def answer_rows(plan: Plan, noisy: pl.DataFrame) -> list[dict]:
+    """One flat row per public key: keys, then value, ci_low, ci_high per aggregate."""
+    query = plan.request.query
+    by = list(query.group_by)
+    stats = {sp.stat.column: sp for sp in plan.stats}
+    rows = []
+    for record in noisy.iter_rows(named=True):
+        row = {k: record[k] for k in by}
+        for agg in query.aggregates:
+            row.update(_aggregate_cells(plan, agg, record, stats))
+        rows.append(row)
+    return _order_and_limit(rows, query)
+
+
+def _aggregate_cells(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]) -> dict:
+    a = agg.alias
+    if agg.kind in RATIOS:
+        value, low, high = _ratio(plan, agg, record, stats)
+    elif agg.kind == "quantile":
+        value, low, high = _num(record[a]), None, None
+    else:
+        value = _num(record[a])
+        acc = stats[a].accuracy
+        low, high = value - acc, value + acc
+        low = max(low, 0.0) if _non_negative(plan, agg) else low
+    return {a: value, f"{a}_ci_low": low, f"{a}_ci_high": high}
+
+
+def _ratio(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]):
+    """num/den with an interval from both noisy parts, each at half the error rate.
+
+    Both intervals hold together with at least the requested confidence (a
+    union bound), so the ratio lies between the extreme corner ratios whenever
+    the denominator's interval is positive; otherwise the whole range.
+    """
+    a = agg.alias
+    lo_dom, hi_dom = (0.0, 1.0) if agg.kind == "purchase_rate" else _bounds(plan, agg.column)
+    num, den = _num(record[f"{a}.num"]), _num(record[f"{a}.den"])
+    a_num, a_den = stats[f"{a}.num"].accuracy_half, stats[f"{a}.den"].accuracy_half
+    value = _clip(num / den, lo_dom, hi_dom) if den > 0 else None
+    den_lo, den_hi = den - a_den, den + a_den
+    if den_lo <= 0:
+        return value, lo_dom, hi_dom
+    corners = [n / d for n in (num - a_num, num + a_num) for d in (den_lo, den_hi)]
+    return value, _clip(min(corners), lo_dom, hi_dom), _clip(max(corners), lo_dom, hi_dom)
+
+
+def _bounds(plan: Plan, column: str) -> tuple[float, float]:
+    col = plan.table.column(column)
+    return float(col.lower), float(col.upper)
+
+
+def _non_negative(plan: Plan, agg) -> bool:
+    if agg.kind in ("count", "count_customers"):
+        return True
+    return agg.kind == "sum" and plan.table.column(agg.column).lower >= 0
+
+
+def _num(value) -> float:
+    return float(value) if value is not None else math.nan
+
+
+def _clip(x: float, lo: float, hi: float) -> float:
+    return min(max(x, lo), hi)
+
+
+def _order_and_limit(rows: list[dict], query) -> list[dict]:
+    for order in reversed(query.order_by):
+        rows.sort(key=lambda r: _sort_key(r[order.name]), reverse=order.descending)
+    return rows[: query.limit] if query.limit is not None else rows
+
+
+def _sort_key(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return (1, 0)
+    return (0, value)

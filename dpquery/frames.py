@@ -1,0 +1,103 @@
+"""Polars plans for each aggregate shape, contribution-bounded by configuration.
+
+Pure polars, no noise: these builders describe *what* is aggregated. plan.py
+hands them to OpenDP (which adds noise and proves the bound); the benchmark
+runs the same builders without noise as its baseline. Bounds come from
+config.toml, never from the data.
+
+Shapes:
+- rows: each customer's rows truncated to `rows_per_customer` (COUNT, SUM, AVG);
+- group_rows: rows truncated per (customer, group) and to `groups_per_customer`
+  groups (quantiles, whose mechanism runs once per group);
+- customers: one row per (customer, group), at most `groups_per_customer` groups
+  per customer (COUNT DISTINCT, PURCHASE_RATE, SUM of customer totals).
+"""
+from __future__ import annotations
+
+import polars as pl
+
+from dpquery.query import And, Between, Compare, InList, Not, Or
+
+_OPS = {"=": "__eq__", "<>": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}
+
+
+def predicate_expr(pred) -> pl.Expr:
+    """The query model's condition as a polars expression (no string building)."""
+    if isinstance(pred, And):
+        return pl.all_horizontal([predicate_expr(p) for p in pred.items])
+    if isinstance(pred, Or):
+        return pl.any_horizontal([predicate_expr(p) for p in pred.items])
+    if isinstance(pred, Not):
+        return ~predicate_expr(pred.item)
+    col = pl.col(pred.column)
+    if isinstance(pred, Compare):
+        return getattr(col, _OPS[pred.op])(pl.lit(pred.value))
+    if isinstance(pred, InList):
+        expr = col.is_in(list(pred.values))
+    else:
+        expr = col.is_between(pl.lit(pred.low), pl.lit(pred.high))
+    return ~expr if pred.negated else expr
+
+
+def base(schema: dict, where) -> pl.LazyFrame:
+    """An empty frame of the table's schema with the WHERE filter applied."""
+    frame = pl.LazyFrame(schema=schema)
+    return frame.filter(predicate_expr(where)) if where is not None else frame
+
+
+def truncate_rows(frame: pl.LazyFrame, unit: str, k: int) -> pl.LazyFrame:
+    """Keep at most k rows per customer (a random k, fresh each query)."""
+    return frame.filter(pl.int_range(pl.len()).shuffle().over(unit) < k)
+
+
+def truncate_groups(frame: pl.LazyFrame, unit: str, by: list[str], k: int) -> pl.LazyFrame:
+    """Keep each customer's rows in at most k of the groups `by` defines.
+
+    A customer in more groups keeps the first k in key order (OpenDP recognises
+    this rank pattern; its hash-sampled variant fails on one column, see
+    ARCHITECTURE.md). OpenDP 0.16 reads `rank < k + 1` as k + 1 groups (it is
+    conservative by one because dense ranks start at 1), so the noise is sized
+    for one more group than is kept. Skipped when there are no groups.
+    """
+    if not by:
+        return frame
+    key = pl.col(by[0]) if len(by) == 1 else pl.struct(*by)
+    return frame.filter(key.rank("dense").over(unit) < k + 1)
+
+
+def truncate_rows_per_group(frame: pl.LazyFrame, unit: str, by: list[str], k: int) -> pl.LazyFrame:
+    return frame.filter(pl.int_range(pl.len()).shuffle().over(unit, *by) < k)
+
+
+def per_customer(frame: pl.LazyFrame, unit: str, by: list[str], aggs: list[pl.Expr]) -> pl.LazyFrame:
+    """One row per (customer, group) carrying per-customer values."""
+    return frame.group_by([unit, *by]).agg(aggs)
+
+
+def matched_flag(condition, name: str) -> pl.Expr:
+    """1 if the customer has any row matching `condition` in the group, else 0."""
+    return predicate_expr(condition).any().cast(pl.Int64, strict=False).fill_null(0).alias(name)
+
+
+def customer_total(column: str, lower: float, upper: float, name: str) -> pl.Expr:
+    """A customer's total within a group, each row first clamped to [lower, upper]."""
+    return pl.col(column).clip(lower, upper).sum().alias(name)
+
+
+def aggregate(frame: pl.LazyFrame, by: list[str], exprs: list[pl.Expr], keys: pl.LazyFrame | None):
+    """Group and aggregate; with public keys, every key appears (left join from keys)."""
+    if not by:
+        return frame.select(exprs)
+    grouped = frame.group_by(by).agg(exprs)
+    return keys.join(grouped, on=by, how="left", nulls_equal=True)
+
+
+def key_frame(columns: dict, by: list[str], dtypes: dict) -> pl.LazyFrame | None:
+    """Every combination of the public domains of `by`, in configured order."""
+    if not by:
+        return None
+    frame = None
+    for name in by:
+        values = pl.LazyFrame({name: pl.Series(name, list(columns[name].values), dtype=dtypes[name])})
+        frame = values if frame is None else frame.join(values, how="cross")
+    return frame

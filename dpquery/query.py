@@ -1,0 +1,233 @@
+"""The one internal query model: frozen nodes that check themselves.
+
+SQL text (sql.py) and JSON documents (jsonquery.py) both become these nodes; the
+planner reads only these. `canonical()` gives the text that identifies a query
+for the answer cache and the audit trail.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Union
+
+from dpquery.errors import InvalidQuery
+
+Scalar = Union[str, int, float]
+COMPARISONS = ("=", "<>", "<", "<=", ">", ">=")
+AGGREGATES = ("count", "count_customers", "sum", "avg", "quantile", "purchase_rate")
+NEEDS_COLUMN = ("sum", "avg", "quantile")
+
+
+def _check_scalar(value, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise InvalidQuery(f"{where}: expected a string or number literal")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidQuery(f"{where}: numbers must be finite")
+
+
+@dataclass(frozen=True)
+class Compare:
+    column: str
+    op: str
+    value: Scalar
+
+    def __post_init__(self):
+        if self.op not in COMPARISONS:
+            raise InvalidQuery(f"unknown comparison {self.op!r}; use one of {', '.join(COMPARISONS)}")
+        _check_scalar(self.value, f"comparison on {self.column!r}")
+
+
+@dataclass(frozen=True)
+class InList:
+    column: str
+    values: tuple
+    negated: bool = False
+
+    def __post_init__(self):
+        if not self.values:
+            raise InvalidQuery(f"IN list on {self.column!r} is empty")
+        for v in self.values:
+            _check_scalar(v, f"IN list on {self.column!r}")
+
+
+@dataclass(frozen=True)
+class Between:
+    column: str
+    low: Scalar
+    high: Scalar
+    negated: bool = False
+
+    def __post_init__(self):
+        _check_scalar(self.low, f"BETWEEN on {self.column!r}")
+        _check_scalar(self.high, f"BETWEEN on {self.column!r}")
+
+
+@dataclass(frozen=True)
+class And:
+    items: tuple
+
+
+@dataclass(frozen=True)
+class Or:
+    items: tuple
+
+
+@dataclass(frozen=True)
+class Not:
+    item: object
+
+
+Predicate = Union[Compare, InList, Between, And, Or, Not]
+
+
+def predicate_columns(pred) -> set[str]:
+    """Every column a predicate reads."""
+    if pred is None:
+        return set()
+    if isinstance(pred, (And, Or)):
+        return set().union(*(predicate_columns(p) for p in pred.items))
+    if isinstance(pred, Not):
+        return predicate_columns(pred.item)
+    return {pred.column}
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One released statistic per group.
+
+    kind: count (purchases), count_customers (distinct customers), sum, avg,
+    quantile (of `column` at `quantile`), purchase_rate (share of the group's
+    customers with at least one purchase matching `condition`).
+    """
+
+    kind: str
+    alias: str
+    column: str | None = None
+    quantile: float | None = None
+    condition: Predicate | None = None
+
+    def __post_init__(self):
+        if self.kind not in AGGREGATES:
+            raise InvalidQuery(f"unknown aggregate {self.kind!r}; use one of {', '.join(AGGREGATES)}")
+        if (self.kind in NEEDS_COLUMN) != (self.column is not None):
+            raise InvalidQuery(f"{self.kind.upper()} needs exactly one numeric column"
+                               if self.kind in NEEDS_COLUMN else f"{self.kind} takes no column")
+        if self.kind == "quantile" and not (self.quantile is not None and 0 <= self.quantile <= 1):
+            raise InvalidQuery("a quantile needs a level between 0 and 1, e.g. QUANTILE(amount, 0.9)")
+        if self.kind == "purchase_rate" and self.condition is None:
+            raise InvalidQuery("PURCHASE_RATE needs a condition, e.g. PURCHASE_RATE(category = 'snacks')")
+
+
+@dataclass(frozen=True)
+class OrderBy:
+    name: str
+    descending: bool = False
+
+
+@dataclass(frozen=True)
+class Query:
+    dataset: str
+    aggregates: tuple[Aggregate, ...]
+    group_by: tuple[str, ...] = ()
+    where: Predicate | None = None
+    order_by: tuple[OrderBy, ...] = ()
+    limit: int | None = None
+
+    def __post_init__(self):
+        if not self.aggregates:
+            raise InvalidQuery("a query needs at least one aggregate, e.g. COUNT(*)")
+        if len(self.group_by) > 3:
+            raise InvalidQuery("GROUP BY takes at most 3 columns")
+        if len(set(self.group_by)) != len(self.group_by):
+            raise InvalidQuery("GROUP BY names a column twice")
+        names = [a.alias for a in self.aggregates] + list(self.group_by)
+        if len(set(names)) != len(names):
+            raise InvalidQuery("two output columns share a name; give each aggregate its own alias (AS ...)")
+        if self.limit is not None and self.limit < 0:
+            raise InvalidQuery("LIMIT must be zero or more")
+        for o in self.order_by:
+            if o.name not in names:
+                raise InvalidQuery(f"ORDER BY {o.name!r} is not an output column; use one of {', '.join(names)}")
+
+
+@dataclass(frozen=True)
+class Spend:
+    """A stated privacy spend: epsilon (pure DP) or rho (zCDP)."""
+
+    epsilon: float | None = None
+    rho: float | None = None
+
+    def __post_init__(self):
+        given = [v for v in (self.epsilon, self.rho) if v is not None]
+        if len(given) != 1:
+            raise InvalidQuery("state exactly one of epsilon or rho (or an accuracy target instead)")
+        value = given[0]
+        name = "epsilon" if self.epsilon is not None else "rho"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidQuery(f"{name} must be a number, e.g. 0.5")
+        if not (math.isfinite(value) and value > 0):
+            raise InvalidQuery(f"{name} must be positive and finite, got {value!r}")
+
+    @property
+    def value(self) -> float:
+        return self.epsilon if self.epsilon is not None else self.rho
+
+
+@dataclass(frozen=True)
+class AccuracyTarget:
+    """Spend the least that makes `aggregate`'s interval half-width at most `within`.
+
+    For ratios (avg, purchase_rate) the half-width depends on the group's size;
+    the target is met for groups of at least `assumed_group_size` customers.
+    """
+
+    within: float
+    confidence: float = 0.95
+    aggregate: str | None = None
+    assumed_group_size: int = 1000
+
+    def __post_init__(self):
+        if isinstance(self.within, bool) or not isinstance(self.within, (int, float)) \
+                or not (math.isfinite(self.within) and self.within > 0):
+            raise InvalidQuery("accuracy target 'within' must be a positive number, e.g. 0.02")
+        if not 0.5 <= self.confidence < 1:
+            raise InvalidQuery("accuracy target 'confidence' must be between 0.5 and 1, e.g. 0.95")
+        if not (isinstance(self.assumed_group_size, int) and self.assumed_group_size >= 1):
+            raise InvalidQuery("'assumed_group_size' must be a whole number of at least 1")
+
+
+@dataclass(frozen=True)
+class Request:
+    """A query plus how much to spend on it, and the interval level to report."""
+
+    query: Query
+    budget: Union[Spend, AccuracyTarget]
+    confidence: float = 0.95
+    extras: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        if not 0.5 <= self.confidence < 1:
+            raise InvalidQuery("'confidence' must be between 0.5 and 1, e.g. 0.95")
+
+
+def canonical(request: Request) -> str:
+    """Stable text for a request: same model, same text (the cache and audit key)."""
+    body = {"query": _tagged(request.query), "budget": _tagged(request.budget),
+            "confidence": request.confidence}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def _tagged(node):
+    if isinstance(node, tuple):
+        return [_tagged(n) for n in node]
+    if hasattr(node, "__dataclass_fields__"):
+        fields = {k: _tagged(getattr(node, k)) for k in node.__dataclass_fields__
+                  if k != "extras"}
+        return {"node": type(node).__name__, **fields}
+    return node
+
+
+__all__ = ["Compare", "InList", "Between", "And", "Or", "Not", "Aggregate", "OrderBy",
+           "Query", "Spend", "AccuracyTarget", "Request", "canonical", "predicate_columns",
+           "asdict"]

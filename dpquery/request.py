@@ -1,0 +1,164 @@
+"""A request body (from HTTP, the CLI or a batch file) -> `Request`.
+
+Two spellings of the same query model:
+
+    {"sql": "SELECT region, COUNT(*) FROM purchases GROUP BY region", "epsilon": 0.5}
+
+    {"query": {"dataset": "purchases", "group_by": ["region"],
+               "aggregates": [{"kind": "count"}]},
+     "accuracy": {"within": 50, "confidence": 0.95}}
+
+The spend is `epsilon` (or `rho` on zCDP datasets), or an `accuracy` target.
+"""
+from __future__ import annotations
+
+from dpquery.errors import InvalidQuery
+from dpquery.query import (AccuracyTarget, Aggregate, And, Between, Compare, InList, Not,
+                           Or, OrderBy, Query, Request, Spend)
+from dpquery.sql import parse_sql
+
+BODY_KEYS = {"sql", "query", "epsilon", "rho", "accuracy", "confidence", "purpose", "dataset"}
+
+
+def parse_body(body, privacy_unit: str = "customer_id", max_sql_chars: int = 5000) -> Request:
+    """Validate a decoded JSON body and build the `Request` it describes."""
+    if not isinstance(body, dict):
+        raise InvalidQuery("the request body must be a JSON object, e.g. "
+                           '{"sql": "SELECT region, COUNT(*) FROM purchases GROUP BY region", "epsilon": 0.5}')
+    _only(body, BODY_KEYS, "request body")
+    if ("sql" in body) == ("query" in body):
+        raise InvalidQuery("send exactly one of 'sql' (text) or 'query' (the JSON query form)")
+    if "sql" in body:
+        sql = body["sql"]
+        if isinstance(sql, str) and len(sql) > max_sql_chars:
+            raise InvalidQuery(f"SQL is {len(sql)} characters; the limit is {max_sql_chars}")
+        query = parse_sql(sql, privacy_unit)
+    else:
+        query = query_from_json(body["query"])
+    extras = {"purpose": body["purpose"]} if "purpose" in body else {}
+    confidence = _number(body.get("confidence", 0.95), "confidence")
+    return Request(query, _budget(body), confidence, extras)
+
+
+def _budget(body: dict):
+    stated = [k for k in ("epsilon", "rho", "accuracy") if k in body]
+    if len(stated) != 1:
+        raise InvalidQuery("state exactly one of 'epsilon', 'rho' or 'accuracy' "
+                           '(e.g. "epsilon": 0.5 or "accuracy": {"within": 0.02})')
+    if stated[0] == "accuracy":
+        target = body["accuracy"]
+        if not isinstance(target, dict):
+            raise InvalidQuery("'accuracy' must be an object, e.g. {\"within\": 0.02, \"confidence\": 0.95}")
+        _only(target, {"within", "confidence", "aggregate", "assumed_group_size"}, "accuracy")
+        if "within" not in target:
+            raise InvalidQuery("'accuracy' needs 'within': the largest acceptable half-width")
+        return AccuracyTarget(**target)
+    return Spend(**{stated[0]: body[stated[0]]})
+
+
+def query_from_json(doc) -> Query:
+    """The JSON query form -> `Query`."""
+    if not isinstance(doc, dict):
+        raise InvalidQuery("'query' must be an object with dataset, group_by, aggregates")
+    _only(doc, {"dataset", "group_by", "aggregates", "where", "order_by", "limit"}, "query")
+    aggs = _list(doc.get("aggregates"), "query.aggregates")
+    return Query(
+        dataset=_text(doc.get("dataset", "purchases"), "query.dataset"),
+        aggregates=tuple(_aggregate(a, i) for i, a in enumerate(aggs)),
+        group_by=tuple(_text(g, "query.group_by") for g in _list(doc.get("group_by", []), "query.group_by")),
+        where=_predicate(doc["where"], "query.where") if doc.get("where") is not None else None,
+        order_by=tuple(_order(o) for o in _list(doc.get("order_by", []), "query.order_by")),
+        limit=_limit(doc.get("limit")),
+    )
+
+
+def _aggregate(doc, i: int) -> Aggregate:
+    where = f"query.aggregates[{i}]"
+    if not isinstance(doc, dict):
+        raise InvalidQuery(f"{where} must be an object, e.g. {{\"kind\": \"count\"}}")
+    _only(doc, {"kind", "alias", "column", "quantile", "condition"}, where)
+    kind = _text(doc.get("kind"), f"{where}.kind")
+    column = doc.get("column")
+    default = {"count": "count", "count_customers": "customers", "purchase_rate": "purchase_rate"}
+    alias = doc.get("alias") or default.get(kind) or f"{kind}_{column}"
+    condition = doc.get("condition")
+    return Aggregate(kind, _text(alias, f"{where}.alias"),
+                     column=_text(column, f"{where}.column") if column is not None else None,
+                     quantile=_number(doc["quantile"], f"{where}.quantile") if "quantile" in doc else None,
+                     condition=_predicate(condition, f"{where}.condition") if condition is not None else None)
+
+
+def _predicate(doc, where: str):
+    if not isinstance(doc, dict):
+        raise InvalidQuery(f"{where} must be an object such as "
+                           '{"column": "year", "op": "=", "value": 2024}')
+    if "and" in doc or "or" in doc:
+        key = "and" if "and" in doc else "or"
+        _only(doc, {key}, where)
+        items = _list(doc[key], f"{where}.{key}")
+        if not items:
+            raise InvalidQuery(f"{where}.{key} needs at least one condition")
+        return (And if key == "and" else Or)(tuple(_predicate(p, f"{where}.{key}") for p in items))
+    if "not" in doc:
+        _only(doc, {"not"}, where)
+        return Not(_predicate(doc["not"], f"{where}.not"))
+    return _leaf(doc, where)
+
+
+def _leaf(doc: dict, where: str):
+    column = _text(doc.get("column"), f"{where}.column")
+    if "in" in doc:
+        _only(doc, {"column", "in", "negated"}, where)
+        return InList(column, tuple(_list(doc["in"], f"{where}.in")), bool(doc.get("negated", False)))
+    if "between" in doc:
+        _only(doc, {"column", "between", "negated"}, where)
+        bounds = _list(doc["between"], f"{where}.between")
+        if len(bounds) != 2:
+            raise InvalidQuery(f"{where}.between takes [low, high]")
+        return Between(column, bounds[0], bounds[1], bool(doc.get("negated", False)))
+    _only(doc, {"column", "op", "value"}, where)
+    if "value" not in doc:
+        raise InvalidQuery(f"{where} needs 'op' and 'value', 'in' or 'between'")
+    return Compare(column, _text(doc.get("op", "="), f"{where}.op"), doc["value"])
+
+
+def _order(doc) -> OrderBy:
+    if isinstance(doc, str):
+        return OrderBy(doc.lstrip("-"), doc.startswith("-"))
+    if isinstance(doc, dict):
+        _only(doc, {"name", "descending"}, "query.order_by")
+        return OrderBy(_text(doc.get("name"), "query.order_by.name"), bool(doc.get("descending", False)))
+    raise InvalidQuery("query.order_by items are names ('-name' for descending) or objects")
+
+
+def _limit(value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidQuery("query.limit must be a whole number")
+    return value
+
+
+def _only(doc: dict, allowed: set, where: str) -> None:
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise InvalidQuery(f"{where}: unknown field {unknown[0]!r}; expected one of: "
+                           f"{', '.join(sorted(allowed))}")
+
+
+def _list(value, where: str) -> list:
+    if not isinstance(value, list):
+        raise InvalidQuery(f"{where} must be a list")
+    return value
+
+
+def _text(value, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidQuery(f"{where} must be a non-empty string")
+    return value
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidQuery(f"{where} must be a number")
+    return value

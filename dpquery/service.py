@@ -1,0 +1,205 @@
+"""The query pipeline, in one readable place.
+
+    parse -> policy check -> plan -> cache lookup -> ledger.reserve
+          -> execute (noise) -> ledger.commit + store answer -> answer
+
+`preview` stops after plan. Nothing here knows about HTTP: api.py, cli.py and
+the web console all call these methods.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import json
+import time
+from dataclasses import dataclass
+
+from budget.amounts import Amount
+from budget.ledger import Ledger
+from dpquery import catalog, execute, plan as planner
+from dpquery.config import Settings
+from dpquery.errors import DPQueryError, NotFound
+from dpquery.ledger_errors import map_ledger_errors
+from dpquery.query import Request, canonical
+from dpquery.request import parse_body
+
+REPEAT_WAIT_SECONDS = 30.0
+
+
+@dataclass
+class Service:
+    """Tables opened once per process (data is not reloaded per query)."""
+
+    settings: Settings
+    ledger: Ledger
+    tables: dict
+
+    @classmethod
+    def open(cls, settings: Settings, ledger: Ledger | None = None) -> "Service":
+        tables = {name: catalog.open_table(ds) for name, ds in settings.datasets.items()}
+        return cls(settings, ledger or Ledger(settings.ledger_path), tables)
+
+    # -- reading ----------------------------------------------------------------
+
+    def datasets(self) -> list[dict]:
+        return [catalog.describe(t) for t in self.tables.values()]
+
+    def parse(self, body) -> Request:
+        """Body -> request, refused with a clear error before any data is read."""
+        return parse_body(body, max_sql_chars=self.settings.server["max_sql_chars"])
+
+    def preview(self, body) -> dict:
+        """Spend and expected accuracy of a query. Reads no data, charges nothing."""
+        request = self.parse(body)
+        plan = planner.build(request, catalog.check_query(request.query, self.tables))
+        return _describe_plan(plan)
+
+    # -- answering --------------------------------------------------------------
+
+    def run(self, partner_id: str, body, idempotency_key: str | None = None,
+            purpose: str | None = None) -> dict:
+        """Answer a partner's query, charging the ledger before any noise is drawn.
+
+        Privacy contract: if two datasets differ in one customer, the answer is
+        ε-DP with ε = the amount charged (ρ-zCDP on zCDP datasets). A repeat of
+        the same canonical query on the same data version returns the stored
+        answer and charges nothing, so asking again cannot average noise away.
+        """
+        request = self.parse(body)
+        table = catalog.check_query(request.query, self.tables)
+        plan = planner.build(request, table)
+        text = canonical(request)
+        cache_id = "q-" + hashlib.sha256(f"{table.version}:{text}".encode()).hexdigest()[:32]
+        request_id = f"k-{idempotency_key}" if idempotency_key else cache_id
+        with map_ledger_errors():
+            stored = self._stored(partner_id, cache_id, request_id)
+            if stored is not None:
+                return self._as_repeat(stored, partner_id, table.name)
+            reservation = self.ledger.reserve(partner_id, table.name, _amount(plan),
+                                              request_id, f"{text}|{table.version}",
+                                              actor=f"partner:{partner_id}" + (f" purpose:{purpose}" if purpose else ""))
+            if reservation.replayed:
+                return self._as_repeat(self._wait_for_answer(partner_id, request_id),
+                                       partner_id, table.name)
+        return self._release(plan, reservation, partner_id, cache_id)
+
+    def _release(self, plan, reservation, partner_id: str, cache_id: str) -> dict:
+        noisy = execute.release(plan)  # noise is drawn here; the charge stays whatever happens next
+        answer = _describe_plan(plan)
+        answer.update(rows=execute.answer_rows(plan, noisy), data_version=plan.table.version,
+                      query_id=reservation.id, request_id=reservation.request_id,
+                      cache_id=cache_id, repeat=False)
+        with map_ledger_errors():
+            self.ledger.commit(reservation.id, json.dumps(answer))
+            answer["remaining"] = self._remaining(partner_id, plan.table.name)
+        answer["charged"] = answer["cost"]
+        return answer
+
+    def _stored(self, partner_id: str, cache_id: str, request_id: str):
+        for rid in dict.fromkeys((request_id, cache_id)):
+            reservation = self.ledger.get_reservation(partner_id, rid)
+            if reservation is not None and reservation.status == "COMMITTED":
+                stored = self.ledger.get_answer(partner_id, rid)
+                if stored is not None:
+                    return stored
+        return None
+
+    def _wait_for_answer(self, partner_id: str, request_id: str) -> str:
+        """A concurrent identical request is running: wait for its stored answer."""
+        deadline = time.monotonic() + REPEAT_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            stored = self.ledger.get_answer(partner_id, request_id)
+            if stored is not None:
+                return stored
+            time.sleep(0.05)
+        raise DPQueryError("the same query is still running or failed after its charge; "
+                           "ask again later to receive its stored answer")
+
+    def _as_repeat(self, stored: str, partner_id: str, dataset: str) -> dict:
+        answer = json.loads(stored)
+        answer.update(repeat=True, charged=_zero(answer),
+                      remaining=self._remaining(partner_id, dataset))
+        return answer
+
+    def _remaining(self, partner_id: str, dataset: str) -> dict:
+        return self.ledger.remaining(partner_id, dataset).to_json()
+
+    # -- history ----------------------------------------------------------------
+
+    def history(self, partner_id: str) -> list[dict]:
+        with map_ledger_errors():
+            rows = self.ledger.reservations(partner_id)
+        return [_summary(r) for r in rows]
+
+    def stored_answer(self, partner_id: str, query_id: int) -> dict:
+        """A partner's own stored answer; another partner's is reported as not found."""
+        with map_ledger_errors():
+            for r in self.ledger.reservations(partner_id):
+                if r.id == query_id:
+                    stored = self.ledger.get_answer(partner_id, r.request_id)
+                    if stored is not None:
+                        return json.loads(stored)
+        raise NotFound(f"no stored answer with id {query_id}")
+
+
+def _amount(plan) -> Amount:
+    return Amount(rho=plan.cost) if plan.measure == "rho" else Amount(epsilon=plan.cost)
+
+
+def _zero(answer: dict) -> dict:
+    return {k: 0 for k in answer.get("cost", {})}
+
+
+def _summary(r) -> dict:
+    text, _, version = r.query_text.rpartition("|")
+    return {"query_id": r.id, "request_id": r.request_id, "dataset": r.dataset,
+            "status": r.status, "amount": r.amount.to_json(), "created_at": r.created_at,
+            "request": json.loads(text) if text.startswith("{") else text,
+            "data_version": version}
+
+
+def _describe_plan(plan) -> dict:
+    """What a plan promises: public quantities only (no data was read)."""
+    ds = plan.table.dataset
+    request = plan.request
+    return {
+        "dataset": ds.name,
+        "cost": {plan.measure: plan.cost},
+        "confidence": request.confidence,
+        "group_by": list(request.query.group_by),
+        "columns": _columns(request),
+        "aggregates": [_aggregate_info(plan, a) for a in request.query.aggregates],
+        "bounds": {"rows_per_customer": ds.rows_per_customer,
+                   "groups_per_customer": ds.groups_per_customer},
+        "notes": plan.notes,
+    }
+
+
+def _columns(request: Request) -> list[str]:
+    cols = list(request.query.group_by)
+    for a in request.query.aggregates:
+        cols += [a.alias, f"{a.alias}_ci_low", f"{a.alias}_ci_high"]
+    return cols
+
+
+def _aggregate_info(plan, agg) -> dict:
+    stats = [sp for sp in plan.stats if sp.stat.aggregate == agg.alias]
+    info = {"alias": agg.alias, "kind": agg.kind,
+            "spend": {plan.measure: sum(sp.share for sp in stats)},
+            "noise": [{"statistic": sp.stat.role, "mechanism": sp.distribution,
+                       "scale": sp.scale, "spend": sp.share} for sp in stats]}
+    if agg.column is not None:
+        col = plan.table.column(agg.column)
+        info["clamp"] = [col.lower, col.upper]
+    if agg.kind != "quantile":
+        size = _group_size(plan.request)
+        width = planner.expected_halfwidth(plan, agg.alias, size)
+        info["expected_halfwidth"] = width if math.isfinite(width) else None
+        if agg.kind in planner.RATIOS:
+            info["expected_halfwidth_for_group_size"] = size
+    return info
+
+
+def _group_size(request: Request) -> int:
+    budget = request.budget
+    return getattr(budget, "assumed_group_size", 1000)

@@ -1,0 +1,284 @@
+"""SQL text -> query model, through sqlglot and an allowlist.
+
+The SQL is never executed as SQL: its syntax tree is read node by node and
+anything outside the supported subset is refused with a message that points at
+the text. Supported:
+
+    SELECT <group columns>, <aggregates> FROM <table> [WHERE ...]
+    [GROUP BY <columns>] [ORDER BY <output column> [ASC|DESC], ...] [LIMIT n]
+
+Aggregates: COUNT(*), COUNT(DISTINCT <privacy unit>), SUM(col), AVG(col),
+MEDIAN(col), QUANTILE(col, q), PURCHASE_RATE(<condition>).
+"""
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from dpquery.errors import InvalidQuery
+from dpquery.query import (Aggregate, And, Between, Compare, InList, Not, Or, OrderBy,
+                           Query)
+
+FUNCTIONS = "COUNT(*), COUNT(DISTINCT customer_id), SUM, AVG, MEDIAN, QUANTILE, PURCHASE_RATE"
+_COMPARE = {exp.EQ: "=", exp.NEQ: "<>", exp.LT: "<", exp.LTE: "<=", exp.GT: ">", exp.GTE: ">="}
+
+
+def parse_sql(text: str, privacy_unit: str = "customer_id") -> Query:
+    """Parse one SELECT statement into a `Query` (catalog checks come later)."""
+    tree = _parse(text)
+    _refuse_unsupported(tree, text)
+    group_by = tuple(_group_columns(tree, text))
+    aggregates = []
+    for item in tree.expressions:
+        node, alias = (item.this, item.alias) if isinstance(item, exp.Alias) else (item, None)
+        if isinstance(node, exp.Column):
+            _check_grouped(node.name, group_by, text, node)
+            continue
+        aggregates.append(_aggregate(node, alias, privacy_unit, text))
+    where = tree.args.get("where")
+    return Query(
+        dataset=_table(tree, text),
+        aggregates=tuple(_unique_aliases(aggregates)),
+        group_by=group_by,
+        where=_predicate(where.this, text) if where else None,
+        order_by=tuple(_order_by(tree, text)),
+        limit=_limit(tree, text),
+    )
+
+
+def _parse(text: str) -> exp.Select:
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidQuery("'sql' must be a non-empty SQL SELECT statement")
+    try:
+        statements = sqlglot.parse(text, dialect="postgres")
+    except ParseError as err:
+        first = err.errors[0] if err.errors else {}
+        raise _at(text, first.get("line", 1), first.get("col", 1),
+                  f"syntax error: {first.get('description', 'could not parse')}") from None
+    except TokenError as err:
+        raise InvalidQuery(f"syntax error: {err}") from None
+    statements = [s for s in statements if s is not None]
+    if len(statements) != 1:
+        raise InvalidQuery("send exactly one SELECT statement (no ';'-separated batches)")
+    tree = statements[0]
+    if not isinstance(tree, exp.Select):
+        raise InvalidQuery(f"only SELECT queries are supported, not {tree.key.upper()}")
+    return tree
+
+
+def _at(text: str, line: int, col: int, message: str) -> InvalidQuery:
+    """An error that quotes the offending line with a caret under the column."""
+    lines = text.splitlines() or [""]
+    line = max(1, min(line, len(lines)))
+    src = lines[line - 1]
+    caret = " " * max(col - 1, 0) + "^"
+    return InvalidQuery(f"line {line}, col {col}: {message}\n  {src}\n  {caret}",
+                        line=line, col=col)
+
+
+def _node_error(text: str, node: exp.Expression, message: str) -> InvalidQuery:
+    meta = getattr(node, "meta", None) or {}
+    if "line" in meta and "col" in meta:
+        start = meta["col"] - len(meta.get("this", node.sql()) or "") + 1
+        return _at(text, meta["line"], max(start, 1), message)
+    fragment = node.sql(dialect="postgres")
+    pos = text.upper().find(fragment.upper())
+    if pos < 0:
+        return InvalidQuery(f"{message} (at: {fragment})")
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return _at(text, line, col, message)
+
+
+def _refuse_unsupported(tree: exp.Select, text: str) -> None:
+    checks = [
+        (exp.Join, "JOINs are not supported: query one table"),
+        (exp.Subquery, "subqueries are not supported: send one flat SELECT"),
+        (exp.Window, "window functions (OVER ...) are not supported"),
+        (exp.Union, "UNION is not supported"),
+        (exp.Having, "HAVING is not supported: filter the noisy output yourself"),
+        (exp.With, "WITH (common table expressions) is not supported"),
+        (exp.Star, None),
+    ]
+    for kind, message in checks:
+        for node in tree.find_all(kind):
+            if kind is exp.Star:
+                if not isinstance(node.parent, exp.Count):
+                    raise _node_error(text, node, "SELECT * is not allowed: name group "
+                                      "columns and aggregates, e.g. SELECT region, COUNT(*)")
+                continue
+            raise _node_error(text, node, message)
+    if tree.args.get("distinct"):
+        raise InvalidQuery("SELECT DISTINCT is not supported: use GROUP BY")
+    for sub in tree.find_all(exp.Select):
+        if sub is not tree:
+            raise _node_error(text, sub, "subqueries are not supported: send one flat SELECT")
+
+
+def _table(tree: exp.Select, text: str) -> str:
+    source = tree.args.get("from_") or tree.args.get("from")
+    if source is None:
+        raise InvalidQuery("the query needs FROM <table>, e.g. FROM purchases")
+    table = source.this
+    if not isinstance(table, exp.Table):
+        raise _node_error(text, table, "FROM must name one table")
+    return table.name
+
+
+def _group_columns(tree: exp.Select, text: str) -> list[str]:
+    group = tree.args.get("group")
+    if not group:
+        return []
+    names = []
+    for node in group.expressions:
+        if not isinstance(node, exp.Column):
+            raise _node_error(text, node, "GROUP BY takes column names only (no positions or expressions)")
+        names.append(node.name)
+    return names
+
+
+def _check_grouped(name: str, group_by: tuple, text: str, node) -> None:
+    if name not in group_by:
+        raise _node_error(text, node, f"column {name!r} is selected but not aggregated: "
+                          f"add it to GROUP BY or wrap it in an aggregate ({FUNCTIONS})")
+
+
+def _aggregate(node, alias, unit: str, text: str) -> Aggregate:
+    if isinstance(node, exp.Count):
+        return _count(node, alias, unit, text)
+    simple = {exp.Sum: "sum", exp.Avg: "avg"}
+    for cls, kind in simple.items():
+        if isinstance(node, cls):
+            return Aggregate(kind, alias or f"{kind}_{_column(node.this, text)}",
+                             column=_column(node.this, text))
+    if isinstance(node, exp.Median):
+        column = _column(node.this, text)
+        return Aggregate("quantile", alias or f"median_{column}", column=column, quantile=0.5)
+    if isinstance(node, exp.Quantile):
+        column = _column(node.this, text)
+        q = _number(node.args.get("quantile"), text)
+        return Aggregate("quantile", alias or f"q{q:g}_{column}", column=column, quantile=float(q))
+    if isinstance(node, exp.Anonymous) and node.name.upper() == "PURCHASE_RATE":
+        if len(node.expressions) != 1:
+            raise _node_error(text, node, "PURCHASE_RATE takes one condition, e.g. "
+                              "PURCHASE_RATE(category = 'snacks')")
+        return Aggregate("purchase_rate", alias or "purchase_rate",
+                         condition=_predicate(node.expressions[0], text))
+    if isinstance(node, (exp.Anonymous, exp.Func)):
+        name = node.name.upper() if isinstance(node, exp.Anonymous) else node.key.upper()
+        raise _node_error(text, node, f"unknown function {name}; supported: {FUNCTIONS}")
+    raise _node_error(text, node, f"select group columns and aggregates only ({FUNCTIONS})")
+
+
+def _count(node: exp.Count, alias, unit: str, text: str) -> Aggregate:
+    inner = node.this
+    if isinstance(inner, exp.Star):
+        return Aggregate("count", alias or "count")
+    if isinstance(inner, exp.Distinct) and len(inner.expressions) == 1:
+        column = _column(inner.expressions[0], text)
+        if column == unit:
+            return Aggregate("count_customers", alias or "customers")
+    raise _node_error(text, node, f"COUNT supports COUNT(*) and COUNT(DISTINCT {unit}) only")
+
+
+def _column(node, text: str) -> str:
+    if not isinstance(node, exp.Column):
+        raise _node_error(text, node, "expected a column name here")
+    return node.name
+
+
+def _number(node, text: str) -> float:
+    if isinstance(node, exp.Neg):
+        return -_number(node.this, text)
+    if not isinstance(node, exp.Literal) or node.is_string:
+        raise _node_error(text, node, "expected a number here")
+    return float(node.this) if any(c in node.this for c in ".eE") else int(node.this)
+
+
+def _literal(node, text: str):
+    if isinstance(node, exp.Literal) and node.is_string:
+        return node.this
+    if isinstance(node, exp.Boolean):
+        raise _node_error(text, node, "TRUE/FALSE literals are not supported here")
+    return _number(node, text)
+
+
+def _predicate(node, text: str):
+    """A WHERE (or PURCHASE_RATE) condition: comparisons, IN, BETWEEN, AND, OR, NOT."""
+    if isinstance(node, exp.Paren):
+        return _predicate(node.this, text)
+    if isinstance(node, (exp.And, exp.Or)):
+        cls = And if isinstance(node, exp.And) else Or
+        return cls((_predicate(node.left, text), _predicate(node.right, text)))
+    if isinstance(node, exp.Not):
+        inner = node.this
+        if isinstance(inner, exp.In):
+            return _in(inner, text, negated=True)
+        if isinstance(inner, exp.Between):
+            return _between(inner, text, negated=True)
+        return Not(_predicate(inner, text))
+    if isinstance(node, exp.In):
+        return _in(node, text)
+    if isinstance(node, exp.Between):
+        return _between(node, text)
+    for cls, op in _COMPARE.items():
+        if isinstance(node, cls):
+            return _compare(node, op, text)
+    raise _node_error(text, node, "conditions support =, <>, <, <=, >, >=, IN, BETWEEN, "
+                      "AND, OR and NOT on columns and literals")
+
+
+def _compare(node, op: str, text: str) -> Compare:
+    left, right = node.left, node.right
+    if isinstance(right, exp.Column) and not isinstance(left, exp.Column):
+        flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+        left, right, op = right, left, flipped.get(op, op)
+    return Compare(_column(left, text), op, _literal(right, text))
+
+
+def _in(node: exp.In, text: str, negated: bool = False) -> InList:
+    if node.args.get("query"):
+        raise _node_error(text, node, "subqueries are not supported: list the values")
+    values = tuple(_literal(v, text) for v in node.expressions)
+    return InList(_column(node.this, text), values, negated)
+
+
+def _between(node: exp.Between, text: str, negated: bool = False) -> Between:
+    return Between(_column(node.this, text), _literal(node.args["low"], text),
+                   _literal(node.args["high"], text), negated)
+
+
+def _order_by(tree: exp.Select, text: str) -> list[OrderBy]:
+    order = tree.args.get("order")
+    if not order:
+        return []
+    items = []
+    for ordered in order.expressions:
+        node = ordered.this
+        if not isinstance(node, exp.Column):
+            raise _node_error(text, node, "ORDER BY takes output column names or aliases")
+        items.append(OrderBy(node.name, bool(ordered.args.get("desc"))))
+    return items
+
+
+def _limit(tree: exp.Select, text: str) -> int | None:
+    limit = tree.args.get("limit")
+    if limit is None:
+        return None
+    value = _number(limit.expression, text)
+    if not isinstance(value, int):
+        raise _node_error(text, limit, "LIMIT takes a whole number")
+    return value
+
+
+def _unique_aliases(aggregates: list[Aggregate]) -> list[Aggregate]:
+    seen: dict[str, int] = {}
+    out = []
+    for agg in aggregates:
+        n = seen.get(agg.alias, 0)
+        seen[agg.alias] = n + 1
+        if n:
+            agg = Aggregate(agg.kind, f"{agg.alias}_{n + 1}", agg.column, agg.quantile, agg.condition)
+        out.append(agg)
+    return out

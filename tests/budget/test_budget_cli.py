@@ -1,0 +1,108 @@
+"""The `dpquery admin` command group, through click's CliRunner."""
+
+import json
+import types
+
+import pytest
+from click.testing import CliRunner
+
+from budget import Amount, Ledger
+from dpquery.cli_admin import admin
+
+
+@pytest.fixture
+def run(tmp_path):
+    obj = types.SimpleNamespace(ledger_path=tmp_path / "l.db", dataset_names=["purchases"])
+
+    def invoke(*args: str):
+        return CliRunner().invoke(admin, list(args), obj=obj)
+    invoke.ledger = lambda: Ledger(obj.ledger_path)
+    return invoke
+
+
+def create(run, name="IFA", *extra):
+    result = run("partner", "create", name, "--epsilon", "1.0", *extra)
+    assert result.exit_code == 0, result.output + result.stderr
+    key = result.stdout.split("api key: ")[1].strip()
+    return result.stdout.split()[2], key, result
+
+
+def test_create_prints_the_key_once_with_a_warning(run):
+    pid, key, result = create(run, "IFA", "--per-query-cap", "0.5", "--purpose", "pricing")
+    assert pid == "ifa" and key.startswith("dpq_")
+    assert "shown only once" in result.stderr
+    principal = run.ledger().authenticate(key)
+    assert principal.partner.per_query_cap == Amount(epsilon=0.5)
+    assert principal.partner.purposes == ("pricing",)
+    shown = run("partner", "show", "ifa")
+    assert key not in shown.stdout and "budget epsilon=1.00" in shown.stdout
+
+
+def test_list_set_budget_suspend_resume(run):
+    create(run)
+    assert run("partner", "list").stdout == "ifa\tactive\tIFA\n"
+    result = run("partner", "set-budget", "ifa", "--epsilon", "2.5", "--reason", "renewal")
+    assert result.exit_code == 0 and "budget epsilon=2.50" in result.stdout
+    assert run.ledger().remaining("ifa", "purchases") == Amount(epsilon=2.5)
+    assert run("partner", "suspend", "ifa", "--reason", "audit").exit_code == 0
+    assert run.ledger().get_partner("ifa").status == "suspended"
+    assert run("partner", "resume", "ifa").exit_code == 0
+    assert run.ledger().get_partner("ifa").status == "active"
+
+
+def test_rotate_and_revoke_keys(run):
+    _, first, _ = create(run)
+    rotated = run("partner", "rotate-key", "ifa")
+    second = rotated.stdout.split("api key: ")[1].strip()
+    ledger = run.ledger()
+    key_id = ledger.authenticate(first).key_id
+    assert run("partner", "revoke-key", key_id).exit_code == 0
+    assert ledger.authenticate(first) is None and ledger.authenticate(second) is not None
+
+
+def test_global_cap_and_admin_key(run):
+    result = run("global-cap", "--dataset", "purchases", "--epsilon", "10", "--reason", "collusion")
+    assert result.exit_code == 0, result.stderr
+    assert "global cap on purchases: epsilon=10.00" in result.stdout
+    key = run("create-admin-key").stdout.split("admin key: ")[1].strip()
+    assert run.ledger().authenticate(key).role == "admin"
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_ledger_listing(run, fmt):
+    create(run)
+    ledger = run.ledger()
+    ledger.commit(ledger.reserve("ifa", "purchases", Amount(epsilon=0.1), "r1", "SELECT 1").id)
+    result = run("ledger", "--partner", "ifa", "--format", fmt)
+    assert result.exit_code == 0, result.stderr
+    if fmt == "json":
+        outcomes = [row["outcome"] for row in json.loads(result.stdout)]
+        assert outcomes[-2:] == ["reserved", "committed"]
+        assert json.loads(result.stdout)[-1]["amount"]["epsilon"] == "1/10"
+    else:
+        assert "committed" in result.stdout and "epsilon=0.10" in result.stdout
+    later = run("ledger", "--since", "2999-01-01", "--format", "json")
+    assert json.loads(later.stdout) == []
+
+
+@pytest.mark.parametrize("args,message", [
+    (["partner", "show", "nobody"], "unknown partner 'nobody'"),
+    (["partner", "create", "X", "--epsilon", "-1"], "non-negative decimal number"),
+    (["partner", "create", "X", "--epsilon", "nan"], "decimal number"),
+    (["partner", "create", "X", "--epsilon", "1", "--dataset", "nope"], "unknown dataset 'nope'"),
+    (["partner", "set-budget", "nobody", "--epsilon", "1", "--reason", "r"], "unknown partner"),
+    (["partner", "revoke-key", "abc"], "unknown key id 'abc'"),
+    (["ledger", "--since", "yesterday"], "not ISO-8601"),
+])
+def test_errors_are_one_clear_line_without_traceback(run, args, message):
+    result = run(*args)
+    assert result.exit_code != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+
+
+def test_a_file_that_is_not_a_ledger(run, tmp_path):
+    (tmp_path / "l.db").write_text("not a database " * 100)
+    result = run("partner", "list")
+    assert result.exit_code == 1 and "cannot be opened" in result.stderr
