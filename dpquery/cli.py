@@ -1,0 +1,203 @@
+"""`dpquery` command: serve, demo-data, query, admin."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from dpquery import config as config_mod
+from dpquery.errors import ConfigError, DPQueryError
+
+DEFAULT_CONFIG = "config.toml"
+
+
+class Obj:
+    """What sub-commands share: the settings, loaded lazily from --config."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._settings = None
+
+    @property
+    def settings(self):
+        if self._settings is None:
+            try:
+                self._settings = config_mod.load(self.path)
+            except ConfigError as exc:
+                raise click.ClickException(f"configuration error: {exc}") from None
+        return self._settings
+
+    @property
+    def ledger_path(self) -> Path:
+        path = self.settings.ledger_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def dataset_names(self) -> list[str]:
+        return self.settings.dataset_names
+
+
+@click.group()
+@click.option("--config", "config_path", default=DEFAULT_CONFIG, envvar="DPQUERY_CONFIG",
+              show_default=True, help="configuration file (env DPQUERY_CONFIG)")
+@click.pass_context
+def main(ctx: click.Context, config_path: str) -> None:
+    """dpquery: differentially private aggregate queries with a privacy-budget ledger."""
+    ctx.obj = Obj(config_path)
+
+
+@main.command("demo-data")
+@click.option("--customers", type=click.IntRange(min=1), default=20000, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+def demo_data(customers: int, out: Path, seed: int) -> None:
+    """Write the deterministic ShopSense demo data (folder of Parquet files)."""
+    from dpquery.demo import write_demo
+    summary = write_demo(out, customers, seed)
+    click.echo(f"wrote {summary.rows:,} rows for {summary.customers:,} customers "
+               f"in {summary.files} file(s) to {out}")
+
+
+@main.command("query")
+@click.argument("sql", required=False)
+@click.option("--local", "local", is_flag=True, help="run on the configured data directly "
+              "(data owner use: no ledger, no partner)")
+@click.option("--epsilon", type=float, help="privacy spend")
+@click.option("--rho", type=float, help="privacy spend on zCDP datasets")
+@click.option("--within", type=float, help="accuracy target instead of a spend: half-width")
+@click.option("--confidence", type=float, default=0.95, show_default=True)
+@click.option("--preview", is_flag=True, help="show spend and expected accuracy only")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "parquet"]),
+              default="table", show_default=True)
+@click.option("--url", envvar="DPQUERY_URL", help="service URL (env DPQUERY_URL)")
+@click.option("--key", envvar="DPQUERY_KEY", help="API key (env DPQUERY_KEY)")
+@click.option("--file", "batch", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="a batch file of SQL statements separated by ';'")
+@click.option("--dry-run", is_flag=True, help="with --file: total spend, nothing charged")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="write the result to this file (needed for parquet)")
+@click.pass_context
+def query(ctx, sql, local, epsilon, rho, within, confidence, preview, fmt, url, key, batch,
+          dry_run, out):
+    """Run SQL locally (--local) or against a dpquery service (--url, --key)."""
+    body = _body(sql, epsilon, rho, within, confidence)
+    if local:
+        if sql is None:
+            raise click.UsageError("give the SQL text as an argument")
+        answer = _run_local(ctx.obj.settings, body, preview)
+        _emit(answer, fmt, out)
+        return
+    from dpquery.cli_remote import run_remote
+    run_remote(url=url, key=key, sql=sql, body=body, batch=batch, dry_run=dry_run,
+               preview=preview, fmt=fmt, out=out)
+
+
+def _body(sql, epsilon, rho, within, confidence) -> dict:
+    body: dict = {"confidence": confidence}
+    if sql is not None:
+        body["sql"] = sql
+    if within is not None:
+        body["accuracy"] = {"within": within, "confidence": confidence}
+    for name, value in (("epsilon", epsilon), ("rho", rho)):
+        if value is not None:
+            body[name] = value
+    return body
+
+
+def _run_local(settings, body: dict, preview: bool) -> dict:
+    """Data-owner use: plan and release directly, with no ledger involved."""
+    from dpquery import catalog, execute, plan as planner
+    from dpquery.service import _describe_plan
+    try:
+        tables = {n: catalog.open_table(ds) for n, ds in settings.datasets.items()}
+        from dpquery.request import parse_body
+        request = parse_body(body, max_sql_chars=settings.server["max_sql_chars"])
+        plan = planner.build(request, catalog.check_query(request.query, tables))
+        answer = _describe_plan(plan)
+        if not preview:
+            answer["rows"] = execute.answer_rows(plan, execute.release(plan))
+        return answer
+    except (DPQueryError, FileNotFoundError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from None
+
+
+def _emit(answer: dict, fmt: str, out: Path | None) -> None:
+    text = render(answer, fmt, out)
+    if text is not None:
+        click.echo(text)
+
+
+def render(answer: dict, fmt: str, out: Path | None = None) -> str | None:
+    """An answer as a table, JSON, CSV, or a Parquet file written to `out`."""
+    rows = answer.get("rows")
+    if fmt == "json" or rows is None:
+        text = json.dumps(answer, indent=2)
+    elif fmt == "csv":
+        text = _csv(rows, answer["columns"])
+    elif fmt == "parquet":
+        if out is None:
+            raise click.UsageError("--format parquet needs --out FILE")
+        import pandas as pd
+        pd.DataFrame(rows, columns=answer["columns"]).to_parquet(out)
+        return f"wrote {len(rows)} rows to {out}"
+    else:
+        text = _table(answer)
+    if out is not None:
+        out.write_text(text + "\n")
+        return f"wrote {out}"
+    return text
+
+
+def _csv(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue().rstrip("\n")
+
+
+def _table(answer: dict) -> str:
+    cols, rows = answer["columns"], answer["rows"]
+    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))
+    spend = ", ".join(f"{k}={v:g}" for k, v in answer["cost"].items())
+    lines = [line(cols), line(["-" * w for w in widths]), *map(line, cells), "",
+             f"spend: {spend}; intervals at {answer['confidence']:.0%}"]
+    if "remaining" in answer:
+        lines.append(f"remaining: {answer['remaining']}")
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return "" if value is None else str(value)
+
+
+@main.command("serve")
+@click.option("--host", default=None, help="bind address (default from config)")
+@click.option("--port", type=int, default=None, help="port (default from config)")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="gunicorn workers (default from config)")
+@click.pass_context
+def serve(ctx, host, port, workers) -> None:
+    """Run the HTTP service under gunicorn (first start makes demo data and keys)."""
+    from dpquery.server import run_server
+    run_server(ctx.obj.settings, host=host, port=port, workers=workers)
+
+
+def _register_admin() -> None:
+    from dpquery.cli_admin import admin
+    main.add_command(admin)
+
+
+_register_admin()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
