@@ -304,12 +304,22 @@ def _plan_for_accuracy(request: Request, table: Table, target: AccuracyTarget) -
             f"even the per-query cap {cap:g} gives ±{best:.4g} for {alias!r} at "
             f"{target.confidence:.0%}; the target ±{target.within:g} cannot be met. Loosen "
             "the target, group by fewer columns, or filter to larger groups")
-    spend = _round_up(cap * best / target.within)
-    for _ in range(40):
-        if spend >= cap or width(spend) <= target.within:
-            break
-        spend = _round_up(spend * 1.02)
-    return _plan(request, table, min(spend, cap))
+    return _plan(request, table, _least_spend(width, target.within, cap))
+
+
+def _least_spend(width, within: float, cap: float) -> float:
+    """Bisect for the least spend whose half-width meets `within` (width falls as spend grows)."""
+    hi = min(cap, _round_up(cap * width(cap) / within))
+    while hi < cap and width(hi) > within:
+        hi = min(cap, hi * 1.25)
+    lo = hi / 1.25 if hi < cap else 0.0
+    for _ in range(10):
+        mid = (lo + hi) / 2
+        if width(mid) <= within:
+            hi = mid
+        else:
+            lo = mid
+    return min(_round_up(hi), cap)
 
 
 def _round_up(x: float) -> float:

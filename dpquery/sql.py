@@ -78,17 +78,24 @@ def _at(text: str, line: int, col: int, message: str) -> InvalidQuery:
 
 
 def _node_error(text: str, node: exp.Expression, message: str) -> InvalidQuery:
-    meta = getattr(node, "meta", None) or {}
-    if "line" in meta and "col" in meta:
-        start = meta["col"] - len(meta.get("this", node.sql()) or "") + 1
-        return _at(text, meta["line"], max(start, 1), message)
+    """An error pointing at where `node`'s text starts in the query."""
     fragment = node.sql(dialect="postgres")
-    pos = text.upper().find(fragment.upper())
+    pos = _find(text, fragment) if fragment else -1
     if pos < 0:
-        return InvalidQuery(f"{message} (at: {fragment})")
+        return InvalidQuery(f"{message} (at: {fragment})" if fragment else message)
     line = text.count("\n", 0, pos) + 1
     col = pos - (text.rfind("\n", 0, pos) + 1) + 1
     return _at(text, line, col, message)
+
+
+def _find(text: str, fragment: str) -> int:
+    """Where the fragment (or its first word) starts, ignoring case."""
+    upper = text.upper()
+    pos = upper.find(fragment.upper())
+    if pos < 0:
+        words = fragment.replace("(", " ").split()
+        pos = upper.find(words[0].upper()) if words else -1
+    return pos
 
 
 def _refuse_unsupported(tree: exp.Select, text: str) -> None:
