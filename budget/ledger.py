@@ -311,6 +311,15 @@ class Ledger:
             row = accounting.find(conn, partner_id, request_id)
         return None if row is None else row["answer"]
 
+    def find_answer(self, partner_id: str, query_text: str) -> str | None:
+        """The stored answer of any COMMITTED request of the partner with this query text."""
+        with self.store.read() as conn:
+            row = conn.execute(
+                "SELECT answer FROM reservations WHERE partner_id = ? AND query_text = ?"
+                " AND status = 'COMMITTED' AND answer IS NOT NULL ORDER BY id LIMIT 1",
+                (partner_id, query_text)).fetchone()
+        return None if row is None else row["answer"]
+
     def get_reservation(self, partner_id: str, request_id: str) -> Reservation | None:
         with self.store.read() as conn:
             row = accounting.find(conn, partner_id, request_id)

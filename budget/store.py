@@ -100,8 +100,12 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit is append-only: rows cannot be deleted'); END;
 """
 
+_V2 = """
+CREATE INDEX reservations_by_query ON reservations (partner_id, query_text);
+"""
+
 #: MIGRATIONS[i] takes the schema from user_version i to i + 1.
-MIGRATIONS: list[str] = [_V1]
+MIGRATIONS: list[str] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -18,7 +18,7 @@ from budget.amounts import Amount
 from budget.ledger import Ledger
 from dpquery import catalog, execute, plan as planner
 from dpquery.config import Settings
-from dpquery.errors import DPQueryError, NotFound
+from dpquery.errors import DPQueryError, IdempotencyConflict, NotFound
 from dpquery.ledger_errors import map_ledger_errors
 from dpquery.query import Request, canonical
 from dpquery.request import parse_body
@@ -71,12 +71,13 @@ class Service:
         text = canonical(request)
         cache_id = "q-" + hashlib.sha256(f"{table.version}:{text}".encode()).hexdigest()[:32]
         request_id = f"k-{idempotency_key}" if idempotency_key else cache_id
+        query_text = f"{text}|{table.version}"
         with map_ledger_errors():
-            stored = self._stored(partner_id, cache_id, request_id)
+            stored = self._stored(partner_id, request_id, query_text)
             if stored is not None:
                 return self._as_repeat(stored, partner_id, table.name)
             reservation = self.ledger.reserve(partner_id, table.name, _amount(plan),
-                                              request_id, f"{text}|{table.version}",
+                                              request_id, query_text,
                                               actor=f"partner:{partner_id}" + (f" purpose:{purpose}" if purpose else ""))
             if reservation.replayed:
                 return self._as_repeat(self._wait_for_answer(partner_id, request_id),
@@ -95,14 +96,13 @@ class Service:
         answer["charged"] = answer["cost"]
         return answer
 
-    def _stored(self, partner_id: str, cache_id: str, request_id: str):
-        for rid in dict.fromkeys((request_id, cache_id)):
-            reservation = self.ledger.get_reservation(partner_id, rid)
-            if reservation is not None and reservation.status == "COMMITTED":
-                stored = self.ledger.get_answer(partner_id, rid)
-                if stored is not None:
-                    return stored
-        return None
+    def _stored(self, partner_id: str, request_id: str, query_text: str):
+        """A committed answer to this canonical query (under any request id), if any."""
+        reservation = self.ledger.get_reservation(partner_id, request_id)
+        if reservation is not None and reservation.query_text != query_text:
+            raise IdempotencyConflict("this Idempotency-Key was already used for a "
+                                      "different query; use a new key for a new query")
+        return self.ledger.find_answer(partner_id, query_text)
 
     def _wait_for_answer(self, partner_id: str, request_id: str) -> str:
         """A concurrent identical request is running: wait for its stored answer."""

@@ -5,6 +5,8 @@ from fractions import Fraction
 
 import pytest
 
+from budget.store import MIGRATIONS
+
 from budget import (
     Amount, BudgetExhausted, IdempotencyConflict, InvalidArgument, InvalidTransition, Ledger,
     LedgerFileError, PartnerSuspended, UnknownKey, UnknownPartner,
@@ -234,9 +236,22 @@ def test_amounts_are_stored_as_exact_text(ledger, partner, tmp_path):
     conn.close()
 
 
+def test_a_version_1_ledger_is_migrated_at_open(tmp_path):
+    conn = sqlite3.connect(tmp_path / "old.db")
+    conn.executescript(MIGRATIONS[0])
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    ledger = Ledger(tmp_path / "old.db")
+    assert ledger.store.schema_version() == len(MIGRATIONS)
+    indexes = {r[0] for r in ledger.store.connection().execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "reservations_by_query" in indexes
+    ledger.close()
+
+
 def test_schema_version_and_newer_file_refused(tmp_path):
     ledger = Ledger(tmp_path / "l.db")
-    assert ledger.store.schema_version() == 1
+    assert ledger.store.schema_version() == len(MIGRATIONS)
     ledger.close()
     conn = sqlite3.connect(tmp_path / "l.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
