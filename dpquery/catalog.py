@@ -74,9 +74,20 @@ def _prepare(raw: pl.LazyFrame, ds: Dataset) -> pl.LazyFrame:
     for name, col in ds.columns.items():
         source = pl.col(col.derived_from).dt.year() if col.derived_from else pl.col(name)
         exprs.append(source.cast(DTYPES[col.type]).alias(name))
+        if col.resolution:
+            exprs.append(units_expr(name, col.resolution))
     names = [ds.privacy_unit, *ds.columns]
     # Rows with a missing value in a declared column are dropped: a public per-row rule.
     return frame.select(exprs).drop_nulls(names)
+
+
+def units_column(name: str) -> str:
+    """The hidden integer column holding `name` in whole multiples of its resolution."""
+    return f"{name}__units"
+
+
+def units_expr(name: str, resolution: float) -> pl.Expr:
+    return (pl.col(name) / resolution).round(0).cast(pl.Int64).alias(units_column(name))
 
 
 def _version(files: list[Path]) -> str:

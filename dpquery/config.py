@@ -59,6 +59,8 @@ COLUMN_SPEC = {
     "upper": (float, None, "numeric clamp upper bound (per row)"),
     "customer_total_upper": (float, None, "clamp for one customer's total within a group"),
     "quantile_candidates": (list, None, "candidate answers for quantiles/medians"),
+    "resolution": (float, None, "sums count whole multiples of this (0.01 = cents): exact "
+                   "integer sums with no float-rounding margin in the noise"),
 }
 SECTION_SPECS = {
     "server": SERVER_SPEC, "ledger": LEDGER_SPEC, "demo": DEMO_SPEC,
@@ -77,6 +79,7 @@ class Column:
     upper: float | None = None
     customer_total_upper: float | None = None
     quantile_candidates: tuple | None = None
+    resolution: float | None = None
 
     @property
     def is_numeric(self) -> bool:
@@ -182,6 +185,9 @@ def _check_column(col: Column, where: str) -> None:
     if col.lower is not None or col.upper is not None:
         if col.lower is None or col.upper is None or not col.lower < col.upper:
             raise ConfigError(f"{where}: lower and upper must both be set, with lower < upper")
+    if col.resolution is not None and not (col.type == "float" and col.resolution > 0
+                                           and col.lower is not None):
+        raise ConfigError(f"{where}.resolution needs a float column with bounds and a positive value")
     if col.customer_total_upper is not None and col.upper is None:
         raise ConfigError(f"{where}.customer_total_upper needs lower and upper too")
 

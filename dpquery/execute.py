@@ -55,7 +55,7 @@ def _aggregate_cells(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]) 
     elif agg.kind == "quantile":
         value, low, high = _num(record[a]), None, None
     else:
-        value = _num(record[a])
+        value = _num(record[a]) * stats[a].stat.unit
         acc = stats[a].accuracy
         low, high = value - acc, value + acc
         low = max(low, 0.0) if _non_negative(plan, agg) else low
@@ -71,7 +71,8 @@ def _ratio(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]):
     """
     a = agg.alias
     lo_dom, hi_dom = (0.0, 1.0) if agg.kind == "purchase_rate" else _bounds(plan, agg.column)
-    num, den = _num(record[f"{a}.num"]), _num(record[f"{a}.den"])
+    num = _num(record[f"{a}.num"]) * stats[f"{a}.num"].stat.unit
+    den = _num(record[f"{a}.den"])
     a_num, a_den = stats[f"{a}.num"].accuracy_half, stats[f"{a}.den"].accuracy_half
     value = _clip(num / den, lo_dom, hi_dom) if den > 0 else None
     den_lo, den_hi = den - a_den, den + a_den

@@ -17,6 +17,7 @@ import opendp.prelude as dp
 import polars as pl
 
 from dpquery import frames
+from dpquery import catalog
 from dpquery.catalog import Table
 from dpquery.errors import AccuracyUnreachable, InternalError, InvalidQuery
 from dpquery.query import AccuracyTarget, Aggregate, Request, Spend
@@ -37,6 +38,7 @@ class Stat:
     shape: str  # rows | group_rows | customers
     expr: Callable[[float | None], pl.Expr]
     pre: Callable[[], pl.Expr] | None = None  # per-customer column it reads (customers shape)
+    unit: float = 1.0  # the released value times `unit` is in the column's own units
 
 
 @dataclass
@@ -195,29 +197,45 @@ def _stats(agg: Aggregate, table: Table) -> list[Stat]:
                      pre=lambda: frames.matched_flag(agg.condition, num)),
                 Stat(den, a, "den", "customers", lambda s: dp.len(scale=s, signed=True).alias(den))]
     col = ds.columns[agg.column]
-    bounds = (float(col.lower), float(col.upper))
     if agg.kind == "quantile":
         cands = [float(c) for c in (col.quantile_candidates or _default_candidates(col))]
         return [Stat(a, a, "value", "group_rows",
                      lambda s: pl.col(agg.column).dp.quantile(agg.quantile, cands, scale=s).alias(a))]
+    source, bounds, unit = _summable(col)
     if agg.kind == "sum":
-        return [_sum_stat(agg, col, bounds, table)]
+        return [_sum_stat(agg, col, source, bounds, unit, table)]
     num, den = f"{a}.num", f"{a}.den"
-    return [Stat(num, a, "num", "rows", lambda s: pl.col(agg.column).dp.sum(bounds, scale=s).alias(num)),
+    return [Stat(num, a, "num", "rows", lambda s: pl.col(source).dp.sum(bounds, scale=s).alias(num),
+                 unit=unit),
             Stat(den, a, "den", "rows", lambda s: dp.len(scale=s, signed=True).alias(den))]
 
 
-def _sum_stat(agg: Aggregate, col, bounds, table: Table) -> Stat:
+def _summable(col):
+    """The column sums read, its clamp bounds there, and the value of one unit.
+
+    With a `resolution`, sums run over the hidden integer column (e.g. cents):
+    integer sums are exact, so OpenDP adds no float-rounding margin to the noise.
+    """
+    if col.resolution:
+        res = col.resolution
+        return (catalog.units_column(col.name),
+                (math.floor(col.lower / res), math.ceil(col.upper / res)), res)
+    return col.name, (float(col.lower), float(col.upper)), 1.0
+
+
+def _sum_stat(agg: Aggregate, col, source: str, bounds, unit: float, table: Table) -> Stat:
     """SUM over bounded rows, or over clamped customer totals where that is less noisy."""
-    a, c = agg.alias, agg.column
-    rows = Stat(a, a, "value", "rows", lambda s: pl.col(c).dp.sum(bounds, scale=s).alias(a))
+    a = agg.alias
+    rows = Stat(a, a, "value", "rows", lambda s: pl.col(source).dp.sum(bounds, scale=s).alias(a),
+                unit=unit)
     if col.customer_total_upper is None or col.lower < 0:
         return rows
-    total = (0.0, float(col.customer_total_upper))
+    top = col.customer_total_upper / unit
+    total = (0, math.ceil(top)) if col.resolution else (0.0, float(top))
     totals = Stat(a, a, "value", "customers", lambda s: pl.col(a).dp.sum(total, scale=s).alias(a),
-                  pre=lambda: frames.customer_total(c, bounds[0], bounds[1], a))
-    return totals if table.dataset.groups_per_customer * total[1] < \
-        table.dataset.rows_per_customer * bounds[1] else rows
+                  pre=lambda: frames.customer_total(source, bounds[0], bounds[1], a), unit=unit)
+    ds = table.dataset
+    return totals if ds.groups_per_customer * total[1] < ds.rows_per_customer * bounds[1] else rows
 
 
 def _default_candidates(col) -> list[float]:
@@ -246,11 +264,12 @@ def _annotate(meas, sps: list[StatPlan], confidence: float) -> None:
     full = dp.summarize_polars_measurement(meas, alpha).rows(named=True)
     half = dp.summarize_polars_measurement(meas, alpha / 2).rows(named=True)
     for sp, row, row_half in zip(sps, full, half):
+        unit = sp.stat.unit
         sp.distribution = row["distribution"]
-        sp.scale = row["scale"]
-        sp.accuracy = row.get("accuracy") if row.get("accuracy") is not None else math.nan
-        acc_half = row_half.get("accuracy")
-        sp.accuracy_half = acc_half if acc_half is not None else math.nan
+        sp.scale = row["scale"] * unit
+        acc, acc_half = row.get("accuracy"), row_half.get("accuracy")
+        sp.accuracy = acc * unit if acc is not None else math.nan
+        sp.accuracy_half = acc_half * unit if acc_half is not None else math.nan
 
 
 def _notes(request: Request, table: Table) -> list[str]:

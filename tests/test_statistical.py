@@ -135,8 +135,25 @@ def test_customer_count_and_rate_parts_fit(tables):
     check_discrete(out["r.num"].to_numpy() - snackers, *stat_scale(plan, "r.num"))
 
 
-def test_sum_noise_fits_a_laplace(tables):
+def test_sum_noise_fits_a_discrete_laplace_in_cents(tables):
+    """amount has resolution 0.01: the sum is exact in cents, with integer noise."""
     table = tables["pure", False]
+    plan = plan_for(table, "SELECT SUM(amount) AS s FROM purchases", 1.0)
+    truth = table.frame.select(pl.col("amount__units").clip(0, 10000).sum()).collect().item()
+    noise = releases(plan)["s"].to_numpy() - truth  # raw releases are in cents
+    distribution, scale = stat_scale(plan, "s")
+    assert distribution == "Integer Laplace"
+    check_discrete(noise.astype(int), distribution, scale / 0.01)
+
+
+def test_float_sum_noise_fits_a_laplace(tables, tmp_path):
+    """Without a resolution the sum is a float sum with continuous Laplace noise."""
+    table = tables["pure", False]
+    col = table.dataset.columns["amount"]
+    import dataclasses
+    plain = dataclasses.replace(col, resolution=None)
+    ds = dataclasses.replace(table.dataset, columns={**table.dataset.columns, "amount": plain})
+    table = catalog.Table(ds, table.frame, table.schema, table.version)
     plan = plan_for(table, "SELECT SUM(amount) AS s FROM purchases", 1.0)
     truth = table.frame.select(pl.col("amount").clip(0, 100).sum()).collect().item()
     noise = releases(plan)["s"].to_numpy() - truth
