@@ -283,17 +283,28 @@ def _notes(request: Request, table: Table) -> list[str]:
     return notes
 
 
-def expected_halfwidth(plan: Plan, alias: str, group_size: int) -> float:
-    """The promised half-width of one aggregate, for groups of `group_size` customers."""
+DEFAULT_GROUP_SIZE = {"purchase_rate": 1000, "avg": 10000}
+
+
+def group_size(kind: str, assumed: int | None) -> int | None:
+    """The denominator size a ratio's promised accuracy assumes (None: not a ratio)."""
+    if kind not in RATIOS:
+        return None
+    return assumed if assumed is not None else DEFAULT_GROUP_SIZE[kind]
+
+
+def expected_halfwidth(plan: Plan, alias: str, assumed: int | None = None) -> float:
+    """The promised half-width of one aggregate (ratios: for groups of the assumed size)."""
     sps = {sp.stat.role: sp for sp in plan.stats if sp.stat.aggregate == alias}
     agg = next(a for a in plan.request.query.aggregates if a.alias == alias)
+    size = group_size(agg.kind, assumed)
     if agg.kind not in RATIOS:
         return sps["value"].accuracy
     num, den = sps["num"].accuracy_half, sps["den"].accuracy_half
-    if group_size <= den:
+    if size <= den:
         return math.inf
     magnitude = 1.0 if agg.kind == "purchase_rate" else _max_abs(plan.table, agg.column)
-    return (num + magnitude * den) / (group_size - den)
+    return (num + magnitude * den) / (size - den)
 
 
 def _max_abs(table: Table, column: str) -> float:
@@ -319,10 +330,15 @@ def _plan_for_accuracy(request: Request, table: Table, target: AccuracyTarget) -
 
     best = width(cap)
     if best > target.within:
+        kind = next(a.kind for a in request.query.aggregates if a.alias == alias)
+        size = group_size(kind, target.assumed_group_size)
+        assumed = (f" for groups of {size:,} {'customers' if kind == 'purchase_rate' else 'purchases'}"
+                   " (set assumed_group_size)" if size else "")
+        shown = f"±{best:.4g}" if math.isfinite(best) else "no useful bound"
         raise AccuracyUnreachable(
-            f"even the per-query cap {cap:g} gives ±{best:.4g} for {alias!r} at "
-            f"{target.confidence:.0%}; the target ±{target.within:g} cannot be met. Loosen "
-            "the target, group by fewer columns, or filter to larger groups")
+            f"even the per-query cap {cap:g} gives {shown} for {alias!r} at "
+            f"{target.confidence:.0%}{assumed}; the target ±{target.within:g} cannot be met. "
+            "Loosen the target, group by fewer columns, or filter to larger groups")
     return _plan(request, table, _least_spend(width, target.within, cap))
 
 

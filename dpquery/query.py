@@ -178,14 +178,15 @@ class Spend:
 class AccuracyTarget:
     """Spend the least that makes `aggregate`'s interval half-width at most `within`.
 
-    For ratios (avg, purchase_rate) the half-width depends on the group's size;
-    the target is met for groups of at least `assumed_group_size` customers.
+    For ratios the half-width depends on the size of the group's denominator:
+    customers for purchase_rate (default 1,000), purchases for avg (default
+    10,000). The target is met for groups at least `assumed_group_size` large.
     """
 
     within: float
     confidence: float = 0.95
     aggregate: str | None = None
-    assumed_group_size: int = 1000
+    assumed_group_size: int | None = None
 
     def __post_init__(self):
         if isinstance(self.within, bool) or not isinstance(self.within, (int, float)) \
@@ -193,7 +194,9 @@ class AccuracyTarget:
             raise InvalidQuery("accuracy target 'within' must be a positive number, e.g. 0.02")
         if not 0.5 <= self.confidence < 1:
             raise InvalidQuery("accuracy target 'confidence' must be between 0.5 and 1, e.g. 0.95")
-        if not (isinstance(self.assumed_group_size, int) and self.assumed_group_size >= 1):
+        size = self.assumed_group_size
+        if size is not None and not (isinstance(size, int) and not isinstance(size, bool)
+                                     and size >= 1):
             raise InvalidQuery("'assumed_group_size' must be a whole number of at least 1")
 
 

@@ -192,14 +192,9 @@ def _aggregate_info(plan, agg) -> dict:
         col = plan.table.column(agg.column)
         info["clamp"] = [col.lower, col.upper]
     if agg.kind != "quantile":
-        size = _group_size(plan.request)
-        width = planner.expected_halfwidth(plan, agg.alias, size)
+        assumed = getattr(plan.request.budget, "assumed_group_size", None)
+        width = planner.expected_halfwidth(plan, agg.alias, assumed)
         info["expected_halfwidth"] = width if math.isfinite(width) else None
         if agg.kind in planner.RATIOS:
-            info["expected_halfwidth_for_group_size"] = size
+            info["expected_halfwidth_for_group_size"] = planner.group_size(agg.kind, assumed)
     return info
-
-
-def _group_size(request: Request) -> int:
-    budget = request.budget
-    return getattr(budget, "assumed_group_size", 1000)

@@ -66,10 +66,22 @@ def test_accuracy_target_finds_the_least_spend(tables):
     request = parse_body(body)
     table = catalog.check_query(request.query, tables)
     plan = planner.build(request, table)
-    width = planner.expected_halfwidth(plan, "customers", 1000)
+    width = planner.expected_halfwidth(plan, "customers")
     assert width <= 30
     smaller = planner._plan(request, table, plan.cost * 0.95)
-    assert planner.expected_halfwidth(smaller, "customers", 1000) > 30
+    assert planner.expected_halfwidth(smaller, "customers") > 30
+
+
+def test_avg_accuracy_assumes_a_number_of_purchases(tables):
+    body = {"sql": "SELECT age_band, AVG(amount) AS m FROM purchases GROUP BY age_band",
+            "accuracy": {"within": 2.0, "assumed_group_size": 100000}}
+    request = parse_body(body)
+    plan = planner.build(request, catalog.check_query(request.query, tables))
+    assert planner.expected_halfwidth(plan, "m", 100000) <= 2.0
+    with pytest.raises(AccuracyUnreachable, match="for groups of 10,000 purchases"):
+        body["accuracy"] = {"within": 2.0}
+        request = parse_body(body)
+        planner.build(request, catalog.check_query(request.query, tables))
 
 
 def test_unreachable_accuracy_target_is_refused(tables):
