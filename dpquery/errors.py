@@ -58,6 +58,10 @@ class IdempotencyConflict(DPQueryError):
     status, code = 409, "idempotency_conflict"
 
 
+class QueryInterrupted(DPQueryError):
+    status, code = 409, "query_interrupted"
+
+
 class PayloadTooLarge(DPQueryError):
     status, code = 413, "too_large"
 

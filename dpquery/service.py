@@ -13,12 +13,13 @@ import math
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from budget.amounts import Amount
 from budget.ledger import Ledger
 from dpquery import catalog, execute, plan as planner
 from dpquery.config import Settings
-from dpquery.errors import DPQueryError, IdempotencyConflict, NotFound
+from dpquery.errors import IdempotencyConflict, NotFound, QueryInterrupted
 from dpquery.ledger_errors import map_ledger_errors
 from dpquery.query import Request, canonical
 from dpquery.request import parse_body
@@ -68,10 +69,8 @@ class Service:
         request = self.parse(body)
         table = catalog.check_query(request.query, self.tables)
         plan = planner.build(request, table)
-        text = canonical(request)
-        cache_id = "q-" + hashlib.sha256(f"{table.version}:{text}".encode()).hexdigest()[:32]
+        query_text, cache_id = identify(request, table)
         request_id = f"k-{idempotency_key}" if idempotency_key else cache_id
-        query_text = f"{text}|{table.version}"
         with map_ledger_errors():
             stored = self._stored(partner_id, request_id, query_text)
             if stored is not None:
@@ -80,16 +79,20 @@ class Service:
                                               request_id, query_text,
                                               actor=f"partner:{partner_id}" + (f" purpose:{purpose}" if purpose else ""))
             if reservation.replayed:
-                return self._as_repeat(self._wait_for_answer(partner_id, request_id),
+                return self._as_repeat(self._wait_for_answer(reservation),
                                        partner_id, table.name)
         return self._release(plan, reservation, partner_id, cache_id)
 
     def _release(self, plan, reservation, partner_id: str, cache_id: str) -> dict:
-        noisy = execute.release(plan)  # noise is drawn here; the charge stays whatever happens next
-        answer = _describe_plan(plan)
-        answer.update(rows=execute.answer_rows(plan, noisy), data_version=plan.table.version,
-                      query_id=reservation.id, request_id=reservation.request_id,
-                      cache_id=cache_id, repeat=False)
+        try:
+            noisy = execute.release(plan)  # noise is drawn here: the charge stays from now on
+            answer = _describe_plan(plan)
+            answer.update(rows=execute.answer_rows(plan, noisy), data_version=plan.table.version,
+                          query_id=reservation.id, request_id=reservation.request_id,
+                          cache_id=cache_id, repeat=False)
+        except BaseException:
+            self.ledger.commit(reservation.id)  # charged, with no answer: retries are told so
+            raise
         with map_ledger_errors():
             self.ledger.commit(reservation.id, json.dumps(answer))
             answer["remaining"] = self._remaining(partner_id, plan.table.name)
@@ -104,16 +107,27 @@ class Service:
                                       "different query; use a new key for a new query")
         return self.ledger.find_answer(partner_id, query_text)
 
-    def _wait_for_answer(self, partner_id: str, request_id: str) -> str:
-        """A concurrent identical request is running: wait for its stored answer."""
+    def _wait_for_answer(self, reservation) -> str:
+        """An identical request was charged before: wait for its answer, or say it is lost."""
         deadline = time.monotonic() + REPEAT_WAIT_SECONDS
         while time.monotonic() < deadline:
-            stored = self.ledger.get_answer(partner_id, request_id)
+            current = self.ledger.get_reservation(reservation.partner_id, reservation.request_id)
+            stored = self.ledger.get_answer(reservation.partner_id, reservation.request_id)
             if stored is not None:
                 return stored
+            if current.status == "COMMITTED" or self._abandoned(current):
+                break
             time.sleep(0.05)
-        raise DPQueryError("the same query is still running or failed after its charge; "
-                           "ask again later to receive its stored answer")
+        raise QueryInterrupted(
+            "an earlier identical request was interrupted after it was charged; its charge "
+            "stays and its answer was not kept. Send it again with a new Idempotency-Key, "
+            "or rephrase it, to be answered (and charged) afresh")
+
+    def _abandoned(self, reservation) -> bool:
+        """A hold older than any query may run belongs to a process that died."""
+        limit = self.settings.server["query_timeout_seconds"] + 30
+        started = datetime.fromisoformat(reservation.created_at)
+        return (datetime.now(timezone.utc) - started).total_seconds() > limit
 
     def _as_repeat(self, stored: str, partner_id: str, dataset: str) -> dict:
         answer = json.loads(stored)
@@ -140,6 +154,12 @@ class Service:
                     if stored is not None:
                         return json.loads(stored)
         raise NotFound(f"no stored answer with id {query_id}")
+
+
+def identify(request: Request, table) -> tuple[str, str]:
+    """(ledger query text, cache id): the canonical query on this data version."""
+    text = f"{canonical(request)}|{table.version}"
+    return text, "q-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _amount(plan) -> Amount:

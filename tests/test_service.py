@@ -123,3 +123,33 @@ def test_repeat_is_free_whatever_the_idempotency_keys(svc, partner):
     assert svc.run(partner, body)["rows"] == first["rows"]
     assert svc.run(partner, body, idempotency_key="two")["repeat"] is True
     assert spent(svc, partner) == Amount(epsilon=0.25).epsilon
+
+
+def test_a_request_that_failed_after_noise_is_not_retried_for_free(svc, partner, monkeypatch):
+    """The charge stays; a retry is told at once that the answer was lost."""
+    from dpquery.errors import QueryInterrupted
+
+    def broken(plan, noisy):
+        raise RuntimeError("post-processing failed")
+
+    monkeypatch.setattr(execute, "answer_rows", broken)
+    with pytest.raises(RuntimeError):
+        svc.run(partner, {"sql": SQL, "epsilon": 0.25})
+    monkeypatch.undo()
+    with pytest.raises(QueryInterrupted, match="charge stays"):
+        svc.run(partner, {"sql": SQL, "epsilon": 0.25})
+    answer = svc.run(partner, {"sql": SQL, "epsilon": 0.25}, idempotency_key="fresh")
+    assert answer["repeat"] is False
+    assert spent(svc, partner) == Amount(epsilon=0.5).epsilon
+
+
+def test_an_abandoned_hold_is_reported_not_waited_for(svc, partner, monkeypatch):
+    """A hold left by a killed process: the retry is refused at once, charge kept."""
+    from dpquery.errors import QueryInterrupted
+    from dpquery.service import identify
+    text, cache_id = identify(svc.parse({"sql": SQL, "epsilon": 0.25}), svc.tables["purchases"])
+    svc.ledger.reserve(partner, "purchases", Amount(epsilon=0.25), cache_id, text)
+    monkeypatch.setattr(Service, "_abandoned", lambda self, r: True)
+    with pytest.raises(QueryInterrupted):
+        svc.run(partner, {"sql": SQL, "epsilon": 0.25})
+    assert spent(svc, partner) == Amount(epsilon=0.25).epsilon

@@ -1,0 +1,130 @@
+"""`dpquery serve`: the Flask app under gunicorn, several worker processes.
+
+`preload_app=False`: each worker builds its own app after the fork, so each
+has its own SQLite connection to the ledger and its own data scan. The ledger
+(SQLite, WAL, BEGIN IMMEDIATE) keeps charges right across workers.
+
+First start with the demo config: missing demo data is generated, and an empty
+ledger gets a demo partner and an admin key, written to `demo-keys.txt` next
+to the ledger (mode 600) and printed once.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from gunicorn.app.base import BaseApplication
+
+from budget.amounts import Amount
+from budget.ledger import Ledger
+
+DEMO_PARTNER = "IFA Insurance"
+DEMO_PURPOSES = ["pricing research"]
+DEMO_EPSILON = 10
+DEMO_SQL = ("SELECT region, PURCHASE_RATE(category = 'snacks') AS snack_rate "
+            "FROM purchases GROUP BY region")
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, settings, options: dict):
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in self.options.items():
+            if name in self.cfg.settings:  # older gunicorn lacks e.g. control_socket_disable
+                self.cfg.set(name, value)
+
+    def load(self):
+        from dpquery.app import create_app
+        return create_app(self.settings)  # runs in each worker, after the fork
+
+
+def run_server(settings, host: str | None = None, port: int | None = None,
+               workers: int | None = None) -> None:
+    """Serve until SIGTERM/SIGINT (gunicorn stops workers gracefully)."""
+    server = settings.server
+    host, port = host or server["host"], port or server["port"]
+    prepare_demo(settings, f"http://{host}:{port}")
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers or server["workers"],
+        "worker_class": "sync",
+        "preload_app": False,
+        # The hard stop for a runaway query: gunicorn kills the worker (its charge stays).
+        "timeout": int(server["query_timeout_seconds"]) + 30,
+        "graceful_timeout": 10,
+        "accesslog": "-",
+        "errorlog": "-",
+        "limit_request_line": 8190,
+        "proc_name": "dpquery",
+        # gunicorn 24+ opens a control socket in $HOME by default; two servers would share it.
+        "control_socket_disable": True,
+    }
+    _Gunicorn(settings, options).run()
+
+
+def prepare_demo(settings, url: str) -> None:
+    """First start: make missing demo data; give an empty ledger a partner and admin key."""
+    for ds in settings.datasets.values():
+        if not _has_data(ds.path):
+            print(f"no data at {ds.path}: writing demo data "
+                  f"({settings.demo['customers']:,} customers)", flush=True)
+            _write_demo_elsewhere(ds.path, settings.demo["customers"], settings.demo["seed"])
+    settings.ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    with Ledger(settings.ledger_path) as ledger:  # closed before gunicorn forks
+        if ledger.list_partners():
+            return
+        budgets = {name: Amount(epsilon=DEMO_EPSILON) for name in settings.datasets}
+        pid, partner_key = ledger.create_partner(
+            DEMO_PARTNER, budgets, None, DEMO_PURPOSES, actor="dpquery serve",
+            reason="demo partner made on first start")
+        admin_key = ledger.create_admin_key(actor="dpquery serve")
+    path = write_keys(settings.ledger_path.parent / "demo-keys.txt", pid, partner_key, admin_key)
+    print(demo_banner(pid, partner_key, admin_key, path, url), flush=True)
+
+
+def _write_demo_elsewhere(path: Path, customers: int, seed: int) -> None:
+    """write_demo in a spawned process: the gunicorn master must never load polars.
+
+    Workers are forked from the master, also later when gunicorn replaces a dead
+    one; a fork of a process whose polars thread pool has run can deadlock.
+    """
+    done = subprocess.run([sys.executable, "-m", "dpquery.cli", "demo-data", "--customers",
+                           str(customers), "--seed", str(seed), "--out", str(path)])
+    if done.returncode != 0:
+        raise SystemExit(f"writing the demo data to {path} failed (exit {done.returncode})")
+
+
+def _has_data(path: Path) -> bool:
+    if path.is_dir():
+        return any(path.glob("*.parquet"))
+    return path.exists()
+
+
+def write_keys(path: Path, partner_id: str, partner_key: str, admin_key: str) -> Path:
+    """Write the demo keys, readable by the owner only (shell-sourceable)."""
+    text = (f"# dpquery demo keys, made on first start; partner {partner_id}\n"
+            f"DPQUERY_KEY={partner_key}\nDPQUERY_ADMIN_KEY={admin_key}\n")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+def demo_banner(partner_id: str, partner_key: str, admin_key: str, path: Path, url: str) -> str:
+    body = '{"sql": "%s", "epsilon": 0.5}' % DEMO_SQL
+    curl = (f"curl -s {url}/v1/queries -H {shlex.quote('Authorization: Bearer ' + partner_key)}"
+            f" -H 'Content-Type: application/json' -d {shlex.quote(body)}")
+    return "\n".join([
+        "", "=" * 72,
+        f"First start: demo partner {partner_id!r} (epsilon {DEMO_EPSILON} per dataset) "
+        "and an admin key.",
+        f"Shown once; also saved (mode 600) to {path}", "",
+        f"  partner key: {partner_key}", f"  admin key:   {admin_key}", "",
+        "Try it:", f"  {curl}", "=" * 72, ""])
