@@ -23,6 +23,7 @@ from flask import Blueprint, g, jsonify, request
 from dpquery.auth import partner_required, principal, state
 from dpquery.errors import Forbidden, InvalidRequest
 from dpquery.ledger_errors import map_ledger_errors
+from dpquery.service import present_amount
 
 bp = Blueprint("api", __name__)
 
@@ -121,9 +122,7 @@ def _no_constant(name: str):
 
 def amount_json(amount) -> dict | None:
     """An exact amount as JSON: fractions as strings ("1/10") plus a readable text."""
-    if amount is None:
-        return None
-    return {**amount.to_json(), "text": amount.describe()}
+    return None if amount is None else present_amount(amount)
 
 
 def _idempotency_key() -> str | None:

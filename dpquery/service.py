@@ -86,8 +86,8 @@ class Service:
     def _release(self, plan, reservation, partner_id: str, cache_id: str) -> dict:
         try:
             noisy = execute.release(plan)  # noise is drawn here: the charge stays from now on
-            answer = _describe_plan(plan)
-            answer.update(rows=execute.answer_rows(plan, noisy), data_version=plan.table.version,
+            answer = {"rows": execute.answer_rows(plan, noisy), **_describe_plan(plan)}
+            answer.update(data_version=plan.table.version,
                           query_id=reservation.id, request_id=reservation.request_id,
                           cache_id=cache_id, repeat=False)
         except BaseException:
@@ -136,7 +136,7 @@ class Service:
         return answer
 
     def _remaining(self, partner_id: str, dataset: str) -> dict:
-        return self.ledger.remaining(partner_id, dataset).to_json()
+        return present_amount(self.ledger.remaining(partner_id, dataset))
 
     # -- history ----------------------------------------------------------------
 
@@ -160,6 +160,11 @@ def identify(request: Request, table) -> tuple[str, str]:
     """(ledger query text, cache id): the canonical query on this data version."""
     text = f"{canonical(request)}|{table.version}"
     return text, "q-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def present_amount(amount: Amount) -> dict:
+    """Exact components as fraction strings, plus a readable line ("ε=7.50")."""
+    return {**amount.to_json(), "text": amount.describe()}
 
 
 def _amount(plan) -> Amount:
