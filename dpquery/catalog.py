@@ -111,10 +111,7 @@ def check_query(query: Query, tables: dict[str, Table]) -> Table:
     ds = table.dataset
     for name in query.group_by:
         _check_column(ds, name, "GROUP BY")
-        if not ds.columns[name].is_public_key:
-            raise PolicyViolation(
-                f"column {name!r} has no public domain, so it cannot be grouped by "
-                f"(its values would leak). Group by one of: {', '.join(public_keys(ds))}")
+        _check_groupable(ds, ds.columns[name])
     for agg in query.aggregates:
         if agg.column is not None:
             _check_numeric(ds, agg.column, agg.kind.upper())
@@ -122,6 +119,42 @@ def check_query(query: Query, tables: dict[str, Table]) -> Table:
     _check_predicate(ds, query.where)
     _check_groups(ds, query)
     return table
+
+
+def _check_groupable(ds: Dataset, col) -> None:
+    """Public domains group freely; others only under private key selection (δ > 0)."""
+    if col.is_public_key:
+        return
+    if ds.delta > 0 and col.type in ("string", "int"):
+        return
+    raise PolicyViolation(
+        f"column {col.name!r} has no public domain, so it cannot be grouped by (its values "
+        f"would leak). Group by one of: {', '.join(public_keys(ds))}; or declare its public "
+        "`values` in config.toml, or opt the dataset into private key selection with `delta`")
+
+
+def groups_bound(ds: Dataset, by) -> int:
+    """How many groups one customer may contribute to when grouping by `by` (config only).
+
+    The product of each column's `groups_per_customer` (default: its number of
+    public values; for a column without public values, the dataset's default).
+    """
+    bound = 1
+    for name in by:
+        col = ds.columns[name]
+        per = col.groups_per_customer or (len(col.values) if col.values else ds.groups_per_customer)
+        bound *= per
+    return bound
+
+
+def key_count(ds: Dataset, by) -> int | None:
+    """The number of public key combinations, or None when a column has no public values."""
+    n = 1
+    for name in by:
+        if not ds.columns[name].values:
+            return None
+        n *= len(ds.columns[name].values)
+    return n
 
 
 def public_keys(ds: Dataset) -> list[str]:
@@ -180,9 +213,7 @@ def _check_literals(ds: Dataset, leaf) -> None:
 
 
 def _check_groups(ds: Dataset, query: Query) -> None:
-    n = 1
-    for name in query.group_by:
-        n *= len(ds.columns[name].values)
+    n = key_count(ds, query.group_by) or 0  # private keys: as many as pass the threshold
     if n > ds.max_groups:
         raise InvalidQuery(f"GROUP BY {', '.join(query.group_by)} makes {n} groups; the limit "
                            f"is {ds.max_groups}. Group by fewer columns or filter with WHERE")
@@ -197,6 +228,7 @@ def describe(table: Table) -> dict:
         entry = {"name": name, "type": c.type}
         if c.values is not None:
             entry["values"] = list(c.values)
+            entry["groups_per_customer"] = groups_bound(ds, [name])
         if c.lower is not None:
             entry["bounds"] = [c.lower, c.upper]
         if c.customer_total_upper is not None:

@@ -44,7 +44,8 @@ DATASET_SPEC = {
 }
 BOUNDS_SPEC = {
     "rows_per_customer": (int, REQUIRED, "rows one customer may contribute to a query"),
-    "groups_per_customer": (int, REQUIRED, "groups one customer may contribute to"),
+    "groups_per_customer": (int, REQUIRED, "default per-column bound for columns without "
+                            "public values (private key selection)"),
 }
 POLICY_SPEC = {
     "excluded_columns": (list, [], "columns that can never be queried"),
@@ -61,6 +62,8 @@ COLUMN_SPEC = {
     "quantile_candidates": (list, None, "candidate answers for quantiles/medians"),
     "resolution": (float, None, "sums count whole multiples of this (0.01 = cents): exact "
                    "integer sums with no float-rounding margin in the noise"),
+    "groups_per_customer": (int, None, "values of this column one customer may contribute "
+                            "to in a query (default: all its public values)"),
 }
 SECTION_SPECS = {
     "server": SERVER_SPEC, "ledger": LEDGER_SPEC, "demo": DEMO_SPEC,
@@ -80,6 +83,7 @@ class Column:
     customer_total_upper: float | None = None
     quantile_candidates: tuple | None = None
     resolution: float | None = None
+    groups_per_customer: int | None = None
 
     @property
     def is_numeric(self) -> bool:
@@ -188,6 +192,8 @@ def _check_column(col: Column, where: str) -> None:
     if col.resolution is not None and not (col.type == "float" and col.resolution > 0
                                            and col.lower is not None):
         raise ConfigError(f"{where}.resolution needs a float column with bounds and a positive value")
+    if col.groups_per_customer is not None and col.groups_per_customer < 1:
+        raise ConfigError(f"{where}.groups_per_customer: expected a whole number of at least 1")
     if col.customer_total_upper is not None and col.upper is None:
         raise ConfigError(f"{where}.customer_total_upper needs lower and upper too")
 

@@ -20,15 +20,21 @@ def release(plan: Plan) -> pl.DataFrame:
     rows), this release is ε-DP with ε = plan.cost (ρ-zCDP when plan.measure
     is "rho"), as proven by OpenDP's privacy map of `plan.measurement`.
     """
-    frames = [m(plan.table.frame).collect() for m in plan.measurements]
-    return _join(plan, frames)
+    data = plan.table.frame
+    keys, measurements = plan.keys, plan.measurements
+    if plan.private_keys:  # first release which groups exist, then answer over them
+        by = list(plan.request.query.group_by)
+        keys = plan.key_release.measurement(data).collect().select(by).sort(by)
+        measurements = plan.measurements_for(keys)
+    frames = [m(data).collect() for m in measurements]
+    return _join(plan, keys, frames)
 
 
-def _join(plan: Plan, frames: list[pl.DataFrame]) -> pl.DataFrame:
+def _join(plan: Plan, keys: pl.DataFrame | None, frames: list[pl.DataFrame]) -> pl.DataFrame:
     by = list(plan.request.query.group_by)
     if not by:
         return pl.concat(frames, how="horizontal")
-    out = plan.keys
+    out = keys
     for frame in frames:
         out = out.join(frame, on=by, how="left", nulls_equal=True)
     return out

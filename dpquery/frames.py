@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from dpquery.query import And, Between, Compare, InList, Not, Or
+from dpquery.query import And, Compare, InList, Not, Or
 
 _OPS = {"=": "__eq__", "<>": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}
 
@@ -85,10 +85,16 @@ def customer_total(column: str, lower: float, upper: float, name: str) -> pl.Exp
 
 
 def aggregate(frame: pl.LazyFrame, by: list[str], exprs: list[pl.Expr], keys: pl.LazyFrame | None):
-    """Group and aggregate; with public keys, every key appears (left join from keys)."""
+    """Group and aggregate; with public keys, every key appears (left join from keys).
+
+    Without public keys (private key selection) only the groups OpenDP's
+    threshold lets through appear.
+    """
     if not by:
         return frame.select(exprs)
     grouped = frame.group_by(by).agg(exprs)
+    if keys is None:
+        return grouped
     return keys.join(grouped, on=by, how="left", nulls_equal=True)
 
 

@@ -22,7 +22,7 @@ def map_ledger_errors():
         raise errors.NotFound(str(exc)) from None
     except ledger.UnknownKey as exc:
         raise errors.NotFound(str(exc)) from None
-    except ledger.IdempotencyConflict as exc:
+    except ledger.IdempotencyConflict:
         raise errors.IdempotencyConflict(
             "this Idempotency-Key was already used for a different query; "
             "use a new key for a new query") from None

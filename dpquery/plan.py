@@ -11,41 +11,31 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
 
 import opendp.prelude as dp
 import polars as pl
 
-from dpquery import frames
-from dpquery import catalog
+from dpquery import catalog, frames, mechanisms
 from dpquery.catalog import Table
 from dpquery.errors import AccuracyUnreachable, InternalError, InvalidQuery
-from dpquery.query import AccuracyTarget, Aggregate, Request, Spend
+from dpquery.mechanisms import Stat
+from dpquery.query import AccuracyTarget, Request, Spend
 
 dp.enable_features("contrib")
 
 D_IN = [dp.polars.Bound(per_group=1)]  # neighbouring datasets differ in one customer
 RATIOS = ("avg", "purchase_rate")
-
-
-@dataclass(frozen=True)
-class Stat:
-    """One noisy column: `expr(scale)` builds its OpenDP expression."""
-
-    column: str
-    aggregate: str
-    role: str  # value | num | den
-    shape: str  # rows | group_rows | customers
-    expr: Callable[[float | None], pl.Expr]
-    pre: Callable[[], pl.Expr] | None = None  # per-customer column it reads (customers shape)
-    unit: float = 1.0  # the released value times `unit` is in the column's own units
+KEYS_SHARE = 0.2  # of the spend, for the thresholded count that releases private keys
+SLACK = 1e-9  # spend left unused so OpenDP's total never exceeds the charge by rounding
+NO_THRESHOLD = 2 ** 32 - 1  # while sizing scales, keep thresholding out of the way
 
 
 @dataclass
 class StatPlan:
     stat: Stat
     share: float
-    scale: float = math.nan
+    param: float = math.nan           # the scale handed to OpenDP (in the statistic's units)
+    scale: float = math.nan           # the noise scale OpenDP reports, in the column's units
     distribution: str = ""
     accuracy: float = math.nan        # half-width at the request's confidence
     accuracy_half: float = math.nan   # half-width at half the error rate (for ratios)
@@ -61,12 +51,41 @@ class Plan:
     cost: float
     measurements: list  # one OpenDP measurement per part, released in turn
     parts: list[tuple[str, list[StatPlan]]]
-    keys: pl.DataFrame | None
+    keys: pl.DataFrame | None  # the public keys; None without GROUP BY or with private keys
     notes: list[str] = field(default_factory=list)
+    delta: float = 0.0  # charged with private key selection (the dataset's configured δ)
+    key_release: "KeyRelease | None" = None
+    context: "_Context | None" = None
+
+    @property
+    def private_keys(self) -> bool:
+        return self.key_release is not None
 
     @property
     def stats(self) -> list[StatPlan]:
         return [sp for _shape, sps in self.parts for sp in sps]
+
+    def measurements_for(self, keys: pl.DataFrame) -> list:
+        """Private keys: the parts rebuilt over the keys actually released.
+
+        The plan was sized over placeholder keys that make OpenDP's map as large
+        as it can be; each rebuilt part is checked to cost no more.
+        """
+        ctx = self.context.with_keys(keys.lazy())
+        rebuilt = [ctx.measurement(shape, sps) for shape, sps in self.parts]
+        for new, planned in zip(rebuilt, self.measurements):
+            if new.map(D_IN)[0] > planned.map(D_IN)[0] * (1 + 1e-12):
+                raise InternalError()
+        return rebuilt
+
+
+@dataclass
+class KeyRelease:
+    """Private key selection: a thresholded count of customers per group (ε, δ)."""
+
+    measurement: object
+    stat: StatPlan
+    threshold: int
 
 
 def build(request: Request, table: Table) -> Plan:
@@ -92,41 +111,95 @@ def _check_spend(spend: Spend, table: Table) -> None:
 
 def _plan(request: Request, table: Table, total: float) -> Plan:
     ds = table.dataset
-    stats = [s for agg in request.query.aggregates for s in _stats(agg, table)]
-    shares = _shares(request.query.aggregates, stats, total)
-    parts = _group_parts(stats, shares)
-    keys = frames.key_frame(ds.columns, list(request.query.group_by), table.schema)
-    ctx = _Context(table, request, keys)
+    by = list(request.query.group_by)
+    private = any(not ds.columns[c].is_public_key for c in by)
+    share = total * (1 - KEYS_SHARE) if private else total
+    keys = _placeholder_keys(table, by) if private else \
+        frames.key_frame(ds.columns, by, table.schema)
+    ctx = _Context(table, request, keys, approximate=private)
+    stats = [s for agg in request.query.aggregates
+             for s in mechanisms.stats_for(agg, table, ctx.groups)]
+    parts = _group_parts(stats, _shares(request.query.aggregates, stats, share))
     for _shape, sps in parts:
         for sp in sps:
-            sp.scale = _scale_for(ctx, sp)
+            sp.param = _scale_for(ctx, sp)
     measurements = [ctx.measurement(shape, sps) for shape, sps in parts]
-    # OpenDP composes the parts' losses. The parts are released one by one:
-    # collecting the OnceFrames a composed measurement returns crashes opendp 0.16.
-    composed = measurements[0] if len(measurements) == 1 else \
-        dp.c.make_composition(measurements)
-    cost = composed.map(D_IN)
-    if cost > total * (1 + 1e-12):
-        raise InternalError()  # OpenDP's map disagrees with the per-statistic checks
+    key_release = _key_release(table, request, total * KEYS_SHARE) if private else None
+    _check_loss(measurements, key_release, total, ds.delta if private else 0.0)
     for (_shape, sps), meas in zip(parts, measurements):
         _annotate(meas, sps, request.confidence)
-    notes = _notes(request, table)
     return Plan(request, table, "rho" if ds.measure == "zcdp" else "epsilon", total,
-                measurements, parts, keys.collect() if keys is not None else None, notes)
+                measurements, parts, None if private else (keys.collect() if keys is not None else None),
+                _notes(request, table, key_release), ds.delta if private else 0.0,
+                key_release, ctx)
+
+
+def _placeholder_keys(table: Table, by: list[str]) -> pl.LazyFrame:
+    """groups_per_customer + 1 made-up keys: OpenDP's map is then as large as any release."""
+    n = catalog.groups_bound(table.dataset, by) + 1
+    cols = {c: [f"__k{i}" if table.schema[c] == pl.String else i for i in range(n)] for c in by}
+    return pl.LazyFrame(cols, schema={c: table.schema[c] for c in by})
+
+
+def _key_release(table: Table, request: Request, share: float) -> KeyRelease:
+    """Release the groups that exist, by a count of customers thresholded under δ."""
+    ctx = _Context(table, request, None, approximate=True)
+    sp = StatPlan(mechanisms.keys_stat("customers"), share)
+    sp.param = _scale_for(ctx, sp)
+    threshold = _threshold(ctx, "customers", [sp], table.dataset.delta)
+    meas = ctx.measurement("customers", [sp], threshold)
+    _annotate(meas, [sp], request.confidence)
+    return KeyRelease(meas, sp, threshold)
+
+
+def _check_loss(measurements: list, key_release, total: float, delta: float) -> None:
+    """OpenDP composes the parts' losses; the whole must fit what is charged.
+
+    The parts are released one by one: collecting the OnceFrames a composed
+    measurement returns crashes opendp 0.16.
+    """
+    if key_release is not None:
+        measurements = [key_release.measurement, *measurements]
+    composed = measurements[0] if len(measurements) == 1 else \
+        dp.c.make_composition(measurements)
+    loss = composed.map(D_IN)
+    eps, dlt = loss if key_release is not None else (loss, 0.0)
+    if eps > total or dlt > delta:
+        raise InternalError()  # OpenDP's map disagrees with the per-statistic checks
+
+
+def _threshold(ctx, shape: str, sps: list[StatPlan], delta: float) -> int:
+    """The least threshold whose δ (from OpenDP's map) fits `delta`."""
+    def fits(t: int) -> bool:
+        try:
+            return ctx.measurement(shape, sps, t).map(D_IN)[1] <= delta
+        except dp.OpenDPException:  # e.g. "threshold must be greater than" the sensitivity
+            return False
+    found = dp.binary_search(fits, bounds=(0, 2 ** 31 - 1), T=int)  # OpenDP searches i32
+    if not fits(found):
+        raise InternalError()
+    return found
 
 
 class _Context:
     """Builds OpenDP measurements for one request (domain, metric, plans)."""
 
-    def __init__(self, table: Table, request: Request, keys):
-        self.table, self.request, self.keys = table, request, keys
+    def __init__(self, table: Table, request: Request, keys, approximate: bool = False):
+        self.table, self.request, self.keys, self.approximate = table, request, keys, approximate
         ds = table.dataset
         self.unit = ds.privacy_unit
         self.by = list(request.query.group_by)
+        self.groups = catalog.groups_bound(ds, self.by)
+        keys_n = catalog.key_count(ds, self.by)
+        self.truncate_groups = keys_n is None or self.groups < keys_n  # else it keeps all
         self.domain = _domain(table)
         self.metric = dp.frame_distance(dp.symmetric_id_distance(self.unit))
-        self.output = dp.zero_concentrated_divergence() if ds.measure == "zcdp" \
+        measure = dp.zero_concentrated_divergence() if ds.measure == "zcdp" \
             else dp.max_divergence()
+        self.output = dp.approximate(measure) if approximate else measure
+
+    def with_keys(self, keys: pl.LazyFrame) -> "_Context":
+        return _Context(self.table, self.request, keys, self.approximate)
 
     def lazyframe(self, shape: str, stats: list[Stat], scales: list[float | None]) -> pl.LazyFrame:
         ds, q = self.table.dataset, self.request.query
@@ -136,23 +209,34 @@ class _Context:
             frame = frames.truncate_rows(frame, self.unit, ds.rows_per_customer)
         elif shape == "group_rows":
             frame = frames.truncate_rows_per_group(frame, self.unit, self.by, ds.rows_per_customer)
-            frame = frames.truncate_groups(frame, self.unit, self.by, ds.groups_per_customer)
+            frame = self._truncate_groups(frame)
         else:
-            frame = frames.truncate_groups(frame, self.unit, self.by, ds.groups_per_customer)
+            frame = self._truncate_groups(frame)
             pre = {s.pre().meta.output_name(): s.pre() for s in stats if s.pre is not None}
             frame = frames.per_customer(frame, self.unit, self.by, list(pre.values()) or [pl.len().alias("_rows")])
         return frames.aggregate(frame, self.by, exprs, self.keys)
 
-    def measurement(self, shape: str, sps: list[StatPlan]):
-        plan = self.lazyframe(shape, [sp.stat for sp in sps], [sp.scale for sp in sps])
-        return self._make(plan)
+    def _truncate_groups(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        if not self.truncate_groups:
+            return frame
+        return frames.truncate_groups(frame, self.unit, self.by, self.groups)
 
-    def single(self, stat: Stat, scale: float):
-        return self._make(self.lazyframe(stat.shape, [stat], [scale]))
+    def measurement(self, shape: str, sps: list[StatPlan], threshold: int | None = None):
+        plan = self.lazyframe(shape, [sp.stat for sp in sps], [sp.param for sp in sps])
+        return self._make(plan, threshold)
 
-    def _make(self, plan):
+    def single_loss(self, stat: Stat, scale: float) -> float:
+        """The ε (or ρ) of releasing one statistic at `scale`, from OpenDP's map."""
+        releases_keys = self.keys is None and bool(self.by)
+        meas = self._make(self.lazyframe(stat.shape, [stat], [scale]),
+                          NO_THRESHOLD if releases_keys else None)
+        loss = meas.map(D_IN)
+        return loss[0] if self.approximate else loss
+
+    def _make(self, plan, threshold: int | None = None):
         try:
-            return dp.m.make_private_lazyframe(self.domain, self.metric, self.output, plan)
+            return dp.m.make_private_lazyframe(self.domain, self.metric, self.output, plan,
+                                               threshold=threshold)
         except dp.OpenDPException as exc:
             raise _map_opendp(exc) from None
 
@@ -175,72 +259,14 @@ def _domain(table: Table):
 def _scale_for(ctx: _Context, sp: StatPlan) -> float:
     """The smallest scale found whose OpenDP privacy loss fits the statistic's share."""
     power = 2.0 if ctx.table.dataset.measure == "zcdp" else 1.0
-    loss_at_one = ctx.single(sp.stat, 1.0).map(D_IN)
-    scale = (loss_at_one / sp.share) ** (1.0 / power)
+    target = sp.share * (1 - SLACK)  # float sums of shares may round up; the charge never does
+    loss_at_one = ctx.single_loss(sp.stat, 1.0)
+    scale = (loss_at_one / target) ** (1.0 / power)
     for _ in range(60):
-        if ctx.single(sp.stat, scale).map(D_IN) <= sp.share:
+        if ctx.single_loss(sp.stat, scale) <= target:
             return scale
         scale *= 1 + 1e-9 * 4 ** _
     raise InternalError()
-
-
-def _stats(agg: Aggregate, table: Table) -> list[Stat]:
-    """The noisy statistics an aggregate is computed from."""
-    ds, a = table.dataset, agg.alias
-    if agg.kind == "count":
-        return [Stat(a, a, "value", "rows", lambda s: dp.len(scale=s, signed=True).alias(a))]
-    if agg.kind == "count_customers":
-        return [Stat(a, a, "value", "customers", lambda s: dp.len(scale=s, signed=True).alias(a))]
-    if agg.kind == "purchase_rate":
-        num, den = f"{a}.num", f"{a}.den"
-        return [Stat(num, a, "num", "customers", lambda s: pl.col(num).dp.sum((0, 1), scale=s),
-                     pre=lambda: frames.matched_flag(agg.condition, num)),
-                Stat(den, a, "den", "customers", lambda s: dp.len(scale=s, signed=True).alias(den))]
-    col = ds.columns[agg.column]
-    if agg.kind == "quantile":
-        cands = [float(c) for c in (col.quantile_candidates or _default_candidates(col))]
-        return [Stat(a, a, "value", "group_rows",
-                     lambda s: pl.col(agg.column).dp.quantile(agg.quantile, cands, scale=s).alias(a))]
-    source, bounds, unit = _summable(col)
-    if agg.kind == "sum":
-        return [_sum_stat(agg, col, source, bounds, unit, table)]
-    num, den = f"{a}.num", f"{a}.den"
-    return [Stat(num, a, "num", "rows", lambda s: pl.col(source).dp.sum(bounds, scale=s).alias(num),
-                 unit=unit),
-            Stat(den, a, "den", "rows", lambda s: dp.len(scale=s, signed=True).alias(den))]
-
-
-def _summable(col):
-    """The column sums read, its clamp bounds there, and the value of one unit.
-
-    With a `resolution`, sums run over the hidden integer column (e.g. cents):
-    integer sums are exact, so OpenDP adds no float-rounding margin to the noise.
-    """
-    if col.resolution:
-        res = col.resolution
-        return (catalog.units_column(col.name),
-                (math.floor(col.lower / res), math.ceil(col.upper / res)), res)
-    return col.name, (float(col.lower), float(col.upper)), 1.0
-
-
-def _sum_stat(agg: Aggregate, col, source: str, bounds, unit: float, table: Table) -> Stat:
-    """SUM over bounded rows, or over clamped customer totals where that is less noisy."""
-    a = agg.alias
-    rows = Stat(a, a, "value", "rows", lambda s: pl.col(source).dp.sum(bounds, scale=s).alias(a),
-                unit=unit)
-    if col.customer_total_upper is None or col.lower < 0:
-        return rows
-    top = col.customer_total_upper / unit
-    total = (0, math.ceil(top)) if col.resolution else (0.0, float(top))
-    totals = Stat(a, a, "value", "customers", lambda s: pl.col(a).dp.sum(total, scale=s).alias(a),
-                  pre=lambda: frames.customer_total(source, bounds[0], bounds[1], a), unit=unit)
-    ds = table.dataset
-    return totals if ds.groups_per_customer * total[1] < ds.rows_per_customer * bounds[1] else rows
-
-
-def _default_candidates(col) -> list[float]:
-    step = (col.upper - col.lower) / 20
-    return [col.lower + i * step for i in range(21)]
 
 
 def _shares(aggregates, stats: list[Stat], total: float) -> dict[str, float]:
@@ -261,22 +287,28 @@ def _group_parts(stats: list[Stat], shares: dict) -> list[tuple[str, list[StatPl
 def _annotate(meas, sps: list[StatPlan], confidence: float) -> None:
     """Read distribution, scale and accuracy of each statistic from OpenDP."""
     alpha = 1 - confidence
-    full = dp.summarize_polars_measurement(meas, alpha).rows(named=True)
-    half = dp.summarize_polars_measurement(meas, alpha / 2).rows(named=True)
-    for sp, row, row_half in zip(sps, full, half):
+    full = {r["column"]: r for r in dp.summarize_polars_measurement(meas, alpha).rows(named=True)}
+    half = {r["column"]: r for r in dp.summarize_polars_measurement(meas, alpha / 2).rows(named=True)}
+    for sp in sps:
+        row, row_half = full[sp.stat.column], half[sp.stat.column]
         unit = sp.stat.unit
         sp.distribution = row["distribution"]
-        sp.scale = row["scale"] * unit
+        sp.scale = row["scale"] * unit  # reported; sp.param stays what OpenDP was given
         acc, acc_half = row.get("accuracy"), row_half.get("accuracy")
         sp.accuracy = acc * unit if acc is not None else math.nan
         sp.accuracy_half = acc_half * unit if acc_half is not None else math.nan
 
 
-def _notes(request: Request, table: Table) -> list[str]:
+def _notes(request: Request, table: Table, key_release) -> list[str]:
     ds = table.dataset
+    groups = catalog.groups_bound(ds, request.query.group_by)
     notes = [f"Each customer contributes at most {ds.rows_per_customer} rows and "
-             f"{ds.groups_per_customer} groups per query; intervals cover the "
+             f"{groups} group{'s' if groups != 1 else ''} per query; intervals cover the "
              "contribution-bounded value and the noise, not sampling error."]
+    if key_release is not None:
+        notes.append(f"Groups without a public list of values are shown only where a noisy "
+                     f"count of customers passes {key_release.threshold}; which groups "
+                     f"appear is protected by delta={ds.delta:g}.")
     if any(a.kind == "quantile" for a in request.query.aggregates):
         notes.append("Quantiles are chosen among configured candidates by the exponential "
                      "mechanism; they have no interval.")

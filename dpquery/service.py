@@ -168,7 +168,11 @@ def present_amount(amount: Amount) -> dict:
 
 
 def _amount(plan) -> Amount:
-    return Amount(rho=plan.cost) if plan.measure == "rho" else Amount(epsilon=plan.cost)
+    """What the ledger charges: the stated spend, plus the configured δ for private keys."""
+    spend = {plan.measure: plan.cost}
+    if plan.delta:
+        spend["delta"] = plan.delta
+    return Amount(**spend)
 
 
 def _zero(answer: dict) -> dict:
@@ -189,13 +193,13 @@ def _describe_plan(plan) -> dict:
     request = plan.request
     return {
         "dataset": ds.name,
-        "cost": {plan.measure: plan.cost},
+        "cost": {plan.measure: plan.cost, **({"delta": plan.delta} if plan.delta else {})},
         "confidence": request.confidence,
         "group_by": list(request.query.group_by),
         "columns": _columns(request),
         "aggregates": [_aggregate_info(plan, a) for a in request.query.aggregates],
         "bounds": {"rows_per_customer": ds.rows_per_customer,
-                   "groups_per_customer": ds.groups_per_customer},
+                   "groups_per_customer": catalog.groups_bound(ds, request.query.group_by)},
         "notes": plan.notes,
     }
 

@@ -206,6 +206,6 @@ def test_removing_a_heavy_customer_stays_within_epsilon(tables):
     request = plan.request
     ctx = planner._Context(with_heavy, request, None)
     sp = plan.stats[0]
-    weak = ctx.single(sp.stat, sp.scale / 10)
+    weak = ctx.measurement(sp.stat.shape, [planner.StatPlan(sp.stat, sp.share, sp.param / 10)])
     weak_bound = neighbour_epsilon_lower_bound(weak, with_heavy.frame, without.frame, truth)
     assert weak_bound > eps, "the check failed to catch an under-noised mechanism"

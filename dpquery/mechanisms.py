@@ -1,0 +1,99 @@
+"""The noisy statistics each aggregate is computed from, as OpenDP expressions.
+
+A `Stat` is one noisy column; `expr(scale)` builds its OpenDP polars
+expression. plan.py sizes the scales and composes them; this module only says
+what is released for COUNT, COUNT DISTINCT, SUM, AVG, quantiles and
+PURCHASE_RATE, and over which frame shape (see frames.py).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import opendp.prelude as dp
+import polars as pl
+
+from dpquery import catalog, frames
+from dpquery.catalog import Table
+from dpquery.query import Aggregate
+
+dp.enable_features("contrib")
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One noisy column: `expr(scale)` builds its OpenDP expression."""
+
+    column: str
+    aggregate: str
+    role: str  # value | num | den
+    shape: str  # rows | group_rows | customers
+    expr: Callable[[float | None], pl.Expr]
+    pre: Callable[[], pl.Expr] | None = None  # per-customer column it reads (customers shape)
+    unit: float = 1.0  # the released value times `unit` is in the column's own units
+
+
+def stats_for(agg: Aggregate, table: Table, groups: int) -> list[Stat]:
+    """The noisy statistics an aggregate is computed from."""
+    ds, a = table.dataset, agg.alias
+    if agg.kind == "count":
+        return [Stat(a, a, "value", "rows", lambda s: dp.len(scale=s, signed=True).alias(a))]
+    if agg.kind == "count_customers":
+        return [Stat(a, a, "value", "customers", lambda s: dp.len(scale=s, signed=True).alias(a))]
+    if agg.kind == "purchase_rate":
+        num, den = f"{a}.num", f"{a}.den"
+        return [Stat(num, a, "num", "customers", lambda s: pl.col(num).dp.sum((0, 1), scale=s),
+                     pre=lambda: frames.matched_flag(agg.condition, num)),
+                Stat(den, a, "den", "customers", lambda s: dp.len(scale=s, signed=True).alias(den))]
+    col = ds.columns[agg.column]
+    if agg.kind == "quantile":
+        cands = [float(c) for c in (col.quantile_candidates or _default_candidates(col))]
+        return [Stat(a, a, "value", "group_rows",
+                     lambda s: pl.col(agg.column).dp.quantile(agg.quantile, cands, scale=s).alias(a))]
+    source, bounds, unit = summable(col)
+    if agg.kind == "sum":
+        return [_sum_stat(agg, col, source, bounds, unit, table, groups)]
+    num, den = f"{a}.num", f"{a}.den"
+    return [Stat(num, a, "num", "rows", lambda s: pl.col(source).dp.sum(bounds, scale=s).alias(num),
+                 unit=unit),
+            Stat(den, a, "den", "rows", lambda s: dp.len(scale=s, signed=True).alias(den))]
+
+
+def summable(col):
+    """The column sums read, its clamp bounds there, and the value of one unit.
+
+    With a `resolution`, sums run over the hidden integer column (e.g. cents):
+    integer sums are exact, so OpenDP adds no float-rounding margin to the noise.
+    """
+    if col.resolution:
+        res = col.resolution
+        return (catalog.units_column(col.name),
+                (math.floor(col.lower / res), math.ceil(col.upper / res)), res)
+    return col.name, (float(col.lower), float(col.upper)), 1.0
+
+
+def _sum_stat(agg: Aggregate, col, source: str, bounds, unit: float, table: Table,
+              groups: int) -> Stat:
+    """SUM over bounded rows, or over clamped customer totals where that is less noisy."""
+    a = agg.alias
+    rows = Stat(a, a, "value", "rows", lambda s: pl.col(source).dp.sum(bounds, scale=s).alias(a),
+                unit=unit)
+    if col.customer_total_upper is None or col.lower < 0:
+        return rows
+    top = col.customer_total_upper / unit
+    total = (0, math.ceil(top)) if col.resolution else (0.0, float(top))
+    totals = Stat(a, a, "value", "customers", lambda s: pl.col(a).dp.sum(total, scale=s).alias(a),
+                  pre=lambda: frames.customer_total(source, bounds[0], bounds[1], a), unit=unit)
+    return totals if groups * total[1] < table.dataset.rows_per_customer * bounds[1] else rows
+
+
+def _default_candidates(col) -> list[float]:
+    step = (col.upper - col.lower) / 20
+    return [col.lower + i * step for i in range(21)]
+
+
+def keys_stat(shape: str) -> Stat:
+    """A hidden count that OpenDP thresholds to release keys without a public domain."""
+    name = f"_keys.{shape}"
+    return Stat(name, name, "keys", shape, lambda s: dp.len(scale=s, signed=True).alias(name))
