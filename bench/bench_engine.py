@@ -41,19 +41,22 @@ QUERIES = {
 def baseline(name: str, table) -> pl.LazyFrame:
     """The same contribution-bounded query in plain polars, no noise."""
     ds, lf = table.dataset, table.frame
-    unit, k, g = ds.privacy_unit, ds.rows_per_customer, ds.groups_per_customer
+    unit, k = ds.privacy_unit, ds.rows_per_customer
     amount = ds.columns["amount"]
     if name == "purchases per region":
         return frames.truncate_rows(lf, unit, k).group_by("region").agg(pl.len())
     if name == "snack spend per region":
-        lf = frames.truncate_groups(lf.filter(pl.col("category") == "snacks"), unit, ["region"], g)
-        per = frames.per_customer(lf, unit, ["region"], [frames.customer_total("amount", amount.lower, amount.upper, "t")])
-        return per.group_by("region").agg(pl.col("t").clip(0, amount.customer_total_upper).sum())
+        lf = lf.filter(pl.col("category") == "snacks")
+        lf = frames.truncate_groups(lf, unit, ["region"], catalog.groups_bound(ds, ["region"]))
+        per = frames.per_customer(lf, unit, ["region"], [frames.customer_total(
+            "amount__units", 0, round(amount.upper / amount.resolution), "t")])
+        top = round(amount.customer_total_upper / amount.resolution)
+        return per.group_by("region").agg(pl.col("t").clip(0, top).sum())
     if name == "mean amount per region":
         lf = frames.truncate_rows(lf, unit, k)
-        return lf.group_by("region").agg(pl.col("amount").clip(amount.lower, amount.upper).sum(), pl.len())
+        return lf.group_by("region").agg(pl.col("amount__units").clip(0, 10000).sum(), pl.len())
     by = ["region", "age_band"]
-    lf = frames.truncate_groups(lf, unit, by, g)
+    lf = frames.truncate_groups(lf, unit, by, catalog.groups_bound(ds, by))
     if name == "customers per region x age":
         return frames.per_customer(lf, unit, by, [pl.len()]).group_by(by).agg(pl.len())
     cond = parse_body({"sql": QUERIES[name], "epsilon": 1}).query.aggregates[0].condition
