@@ -216,7 +216,7 @@ def _aggregate_info(plan, agg) -> dict:
     info = {"alias": agg.alias, "kind": agg.kind,
             "spend": {plan.measure: sum(sp.share for sp in stats)},
             "noise": [{"statistic": sp.stat.role, "mechanism": sp.distribution,
-                       "scale": sp.scale, "spend": sp.share} for sp in stats]}
+                       "scale": float(f"{sp.scale:.6g}"), "spend": sp.share} for sp in stats]}
     if agg.column is not None:
         col = plan.table.column(agg.column)
         info["clamp"] = [col.lower, col.upper]
