@@ -72,6 +72,8 @@ def demo_data(customers: int, out: Path, seed: int) -> None:
 @click.option("--within", type=float, help="accuracy target instead of a spend: half-width")
 @click.option("--confidence", type=float, default=0.95, show_default=True)
 @click.option("--preview", is_flag=True, help="show spend and expected accuracy only")
+@click.option("--bounding-report", is_flag=True,
+              help="also estimate the share of customers the row bound cuts (10%% of the spend)")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "parquet"]),
               default="table", show_default=True)
 @click.option("--url", envvar="DPQUERY_URL", help="service URL (env DPQUERY_URL)")
@@ -82,10 +84,12 @@ def demo_data(customers: int, out: Path, seed: int) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="write the result to this file (needed for parquet)")
 @click.pass_context
-def query(ctx, sql, local, epsilon, rho, within, confidence, preview, fmt, url, key, batch,
-          dry_run, out):
+def query(ctx, sql, local, epsilon, rho, within, confidence, preview, bounding_report, fmt,
+          url, key, batch, dry_run, out):
     """Run SQL locally (--local) or against a dpquery service (--url, --key)."""
     body = _body(sql, epsilon, rho, within, confidence)
+    if bounding_report:
+        body["bounding_report"] = True
     if local:
         if sql is None:
             raise click.UsageError("give the SQL text as an argument")
@@ -121,6 +125,9 @@ def _run_local(settings, body: dict, preview: bool) -> dict:
         answer = _describe_plan(plan)
         if not preview:
             answer["rows"] = execute.answer_rows(plan, execute.release(plan))
+            report = execute.bounding_report(plan)
+            if report is not None:
+                answer["bounding"] = report
         return answer
     except (DPQueryError, FileNotFoundError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
@@ -170,8 +177,18 @@ def _table(answer: dict) -> str:
     lines = [line(cols), line(["-" * w for w in widths]), *map(line, cells), "",
              f"spend: {spend}; intervals at {answer['confidence']:.0%}"]
     if "remaining" in answer:
-        lines.append(f"remaining: {answer['remaining']}")
+        remaining = answer["remaining"]
+        lines.append(f"remaining: {remaining.get('text', remaining)}")
+    if answer.get("bounding"):
+        b = answer["bounding"]
+        lines.append(f"customers cut by the {b['rows_per_customer']}-row bound: "
+                     f"{_share(b['share_of_customers_truncated'])} "
+                     f"({_share(b['ci_low'])} to {_share(b['ci_high'])})")
     return "\n".join(lines)
+
+
+def _share(value) -> str:
+    return "unknown" if value is None else f"{value:.1%}"
 
 
 def _cell(value) -> str:

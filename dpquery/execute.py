@@ -76,16 +76,40 @@ def _ratio(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]):
     the denominator's interval is positive; otherwise the whole range.
     """
     a = agg.alias
-    lo_dom, hi_dom = (0.0, 1.0) if agg.kind == "purchase_rate" else _bounds(plan, agg.column)
-    num = _num(record[f"{a}.num"]) * stats[f"{a}.num"].stat.unit
-    den = _num(record[f"{a}.den"])
-    a_num, a_den = stats[f"{a}.num"].accuracy_half, stats[f"{a}.den"].accuracy_half
+    domain = (0.0, 1.0) if agg.kind == "purchase_rate" else _bounds(plan, agg.column)
+    num_sp, den_sp = stats[f"{a}.num"], stats[f"{a}.den"]
+    return ratio_interval(_num(record[f"{a}.num"]) * num_sp.stat.unit, _num(record[f"{a}.den"]),
+                          num_sp.accuracy_half, den_sp.accuracy_half, domain)
+
+
+def ratio_interval(num: float, den: float, a_num: float, a_den: float, domain) -> tuple:
+    """(value, low, high) of num/den from two noisy parts with half-error-rate widths."""
+    lo_dom, hi_dom = domain
     value = _clip(num / den, lo_dom, hi_dom) if den > 0 else None
     den_lo, den_hi = den - a_den, den + a_den
     if den_lo <= 0:
         return value, lo_dom, hi_dom
     corners = [n / d for n in (num - a_num, num + a_num) for d in (den_lo, den_hi)]
     return value, _clip(min(corners), lo_dom, hi_dom), _clip(max(corners), lo_dom, hi_dom)
+
+
+def bounding_report(plan: Plan) -> dict | None:
+    """Release the share of customers the row bound cuts (when the request asked for it).
+
+    Privacy contract: part of the plan's cost (its measurement is composed into
+    plan.cost by OpenDP); call once per release, like `release`.
+    """
+    if plan.bounding is None:
+        return None
+    meas, (num_sp, den_sp) = plan.bounding
+    row = meas(plan.table.frame).collect().row(0, named=True)
+    value, low, high = ratio_interval(_num(row[num_sp.stat.column]), _num(row[den_sp.stat.column]),
+                                      num_sp.accuracy_half, den_sp.accuracy_half, (0.0, 1.0))
+    return {"rows_per_customer": plan.table.dataset.rows_per_customer,
+            "share_of_customers_truncated": value, "ci_low": low, "ci_high": high,
+            "spend": {plan.measure: num_sp.share + den_sp.share},
+            "meaning": "customers with more matching purchases than the bound keeps; their "
+                       "extra purchases are left out, so counts and sums are biased down"}
 
 
 def _bounds(plan: Plan, column: str) -> tuple[float, float]:

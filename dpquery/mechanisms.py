@@ -97,3 +97,13 @@ def keys_stat(shape: str) -> Stat:
     """A hidden count that OpenDP thresholds to release keys without a public domain."""
     name = f"_keys.{shape}"
     return Stat(name, name, "keys", shape, lambda s: dp.len(scale=s, signed=True).alias(name))
+
+
+def truncation_stats(rows_per_customer: int) -> list[Stat]:
+    """The share of customers with more rows than the bound keeps: (truncated, customers)."""
+    num, den = "_truncated.num", "_truncated.den"
+    flag = lambda: (pl.len() > rows_per_customer).cast(pl.Int64, strict=False).fill_null(0).alias(num)
+    return [Stat(num, "_truncated", "num", "customers",
+                 lambda s: pl.col(num).dp.sum((0, 1), scale=s), pre=flag),
+            Stat(den, "_truncated", "den", "customers",
+                 lambda s: dp.len(scale=s, signed=True).alias(den))]

@@ -38,6 +38,8 @@ QUERY_BODY = {
             "within": NUMBER, "confidence": {"type": "number"}, "aggregate": STRING,
             "assumed_group_size": {"type": "integer"}}},
         "purpose": {"type": "string", "description": "one of the partner's approved purposes"},
+        "bounding_report": {"type": "boolean", "description": "also estimate the share of "
+                            "customers the row bound cuts, with 10% of the spend"},
         "dataset": STRING},
 }
 ANSWER = {"type": "object", "properties": {
@@ -45,7 +47,8 @@ ANSWER = {"type": "object", "properties": {
     "rows": {"type": "array", "items": {"type": "object"}},
     "cost": {"type": "object"}, "charged": {"type": "object"}, "remaining": AMOUNT,
     "repeat": {"type": "boolean"}, "query_id": {"type": "integer"},
-    "confidence": {"type": "number"}, "aggregates": {"type": "array"}, "notes": {"type": "array"}}}
+    "confidence": {"type": "number"}, "aggregates": {"type": "array"}, "notes": {"type": "array"},
+    "bounding": {"type": "object", "description": "present when bounding_report was asked"}}}
 REASON = {"type": "object", "required": ["reason"], "properties": {"reason": STRING}}
 AMOUNT_IN = {"oneOf": [NUMBER, {"type": "string", "pattern": r"^[0-9.eE+-]+$"}]}
 SET_BUDGET = {"type": "object", "required": ["dataset", "reason"], "additionalProperties": False,

@@ -9,6 +9,7 @@ it does. The whole plan's loss is re-checked with OpenDP after composition.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ dp.enable_features("contrib")
 D_IN = [dp.polars.Bound(per_group=1)]  # neighbouring datasets differ in one customer
 RATIOS = ("avg", "purchase_rate")
 KEYS_SHARE = 0.2  # of the spend, for the thresholded count that releases private keys
+REPORT_SHARE = 0.1  # of the spend, for the bounding report when asked for
 SLACK = 1e-9  # spend left unused so OpenDP's total never exceeds the charge by rounding
 NO_THRESHOLD = 2 ** 32 - 1  # while sizing scales, keep thresholding out of the way
 
@@ -56,6 +58,7 @@ class Plan:
     delta: float = 0.0  # charged with private key selection (the dataset's configured δ)
     key_release: "KeyRelease | None" = None
     context: "_Context | None" = None
+    bounding: "tuple | None" = None  # (measurement, [truncated, customers]) when asked for
 
     @property
     def private_keys(self) -> bool:
@@ -113,7 +116,8 @@ def _plan(request: Request, table: Table, total: float) -> Plan:
     ds = table.dataset
     by = list(request.query.group_by)
     private = any(not ds.columns[c].is_public_key for c in by)
-    share = total * (1 - KEYS_SHARE) if private else total
+    reported = total * REPORT_SHARE if request.bounding_report else 0.0
+    share = (total - reported) * (1 - KEYS_SHARE) if private else total - reported
     keys = _placeholder_keys(table, by) if private else \
         frames.key_frame(ds.columns, by, table.schema)
     ctx = _Context(table, request, keys, approximate=private)
@@ -124,14 +128,30 @@ def _plan(request: Request, table: Table, total: float) -> Plan:
         for sp in sps:
             sp.param = _scale_for(ctx, sp)
     measurements = [ctx.measurement(shape, sps) for shape, sps in parts]
-    key_release = _key_release(table, request, total * KEYS_SHARE) if private else None
-    _check_loss(measurements, key_release, total, ds.delta if private else 0.0)
+    key_release = _key_release(table, request, (total - reported) * KEYS_SHARE) \
+        if private else None
+    bounding = _bounding(table, request, reported, private) if reported else None
+    _check_loss(measurements + ([bounding[0]] if bounding else []), key_release, total,
+                ds.delta if private else 0.0)
     for (_shape, sps), meas in zip(parts, measurements):
         _annotate(meas, sps, request.confidence)
     return Plan(request, table, "rho" if ds.measure == "zcdp" else "epsilon", total,
                 measurements, parts, None if private else (keys.collect() if keys is not None else None),
                 _notes(request, table, key_release), ds.delta if private else 0.0,
-                key_release, ctx)
+                key_release, ctx, bounding)
+
+
+def _bounding(table: Table, request: Request, share: float, approximate: bool) -> tuple:
+    """How many customers the row bound cuts, over the whole WHERE-filtered table."""
+    whole = Request(dataclasses.replace(request.query, group_by=()), request.budget,
+                    request.confidence)
+    ctx = _Context(table, whole, None, approximate=approximate)
+    sps = [StatPlan(s, share / 2) for s in mechanisms.truncation_stats(table.dataset.rows_per_customer)]
+    for sp in sps:
+        sp.param = _scale_for(ctx, sp)
+    meas = ctx.measurement("customers", sps)
+    _annotate(meas, sps, request.confidence)
+    return meas, sps
 
 
 def _placeholder_keys(table: Table, by: list[str]) -> pl.LazyFrame:

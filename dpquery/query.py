@@ -208,6 +208,7 @@ class Request:
     budget: Union[Spend, AccuracyTarget]
     confidence: float = 0.95
     extras: dict = field(default_factory=dict, compare=False, hash=False)
+    bounding_report: bool = False  # also estimate the share of customers truncated
 
     def __post_init__(self):
         if not 0.5 <= self.confidence < 1:
@@ -218,6 +219,8 @@ def canonical(request: Request) -> str:
     """Stable text for a request: same model, same text (the cache and audit key)."""
     body = {"query": _tagged(request.query), "budget": _tagged(request.budget),
             "confidence": request.confidence}
+    if request.bounding_report:
+        body["bounding_report"] = True
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 

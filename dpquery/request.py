@@ -17,7 +17,8 @@ from dpquery.query import (AccuracyTarget, Aggregate, And, Between, Compare, InL
                            Or, OrderBy, Query, Request, Spend)
 from dpquery.sql import parse_sql
 
-BODY_KEYS = {"sql", "query", "epsilon", "rho", "accuracy", "confidence", "purpose", "dataset"}
+BODY_KEYS = {"sql", "query", "epsilon", "rho", "accuracy", "confidence", "purpose", "dataset",
+             "bounding_report"}
 
 
 def parse_body(body, privacy_unit: str = "customer_id", max_sql_chars: int = 5000) -> Request:
@@ -37,7 +38,10 @@ def parse_body(body, privacy_unit: str = "customer_id", max_sql_chars: int = 500
         query = query_from_json(body["query"])
     extras = {"purpose": body["purpose"]} if "purpose" in body else {}
     confidence = _number(body.get("confidence", 0.95), "confidence")
-    return Request(query, _budget(body), confidence, extras)
+    report = body.get("bounding_report", False)
+    if not isinstance(report, bool):
+        raise InvalidQuery("'bounding_report' must be true or false")
+    return Request(query, _budget(body), confidence, extras, report)
 
 
 def _budget(body: dict):

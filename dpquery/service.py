@@ -87,6 +87,9 @@ class Service:
         try:
             noisy = execute.release(plan)  # noise is drawn here: the charge stays from now on
             answer = {"rows": execute.answer_rows(plan, noisy), **_describe_plan(plan)}
+            report = execute.bounding_report(plan)
+            if report is not None:
+                answer["bounding"] = report
             answer.update(data_version=plan.table.version,
                           query_id=reservation.id, request_id=reservation.request_id,
                           cache_id=cache_id, repeat=False)

@@ -137,3 +137,25 @@ def test_errors_never_echo_data_values(tables):
         request = parse_body({"sql": "SELECT COUNT(*) FROM purchases WHERE region = 5", "epsilon": 1})
         catalog.check_query(request.query, tables)
     assert "5" not in err.value.message.replace("5000", "")
+
+
+def test_bounding_report_estimates_the_share_of_customers_cut(tables):
+    import polars as pl
+    table = tables["purchases"]
+    plan, _rows = answer(tables, {"sql": "SELECT COUNT(*) FROM purchases", "epsilon": 2.0,
+                                  "bounding_report": True})
+    report = execute.bounding_report(plan)
+    per = table.frame.group_by("customer_id").len().collect()
+    truth = (per["len"] > table.dataset.rows_per_customer).mean()
+    assert report["ci_low"] <= truth <= report["ci_high"]
+    assert report["spend"]["epsilon"] == pytest.approx(0.2)
+    assert sum(sp.share for sp in plan.stats) == pytest.approx(1.8)
+
+
+def test_bounding_report_is_part_of_the_canonical_request():
+    from dpquery.query import canonical
+    a = parse_body({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": 1})
+    b = parse_body({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": 1, "bounding_report": True})
+    assert canonical(a) != canonical(b)
+    with pytest.raises(InvalidQuery, match="true or false"):
+        parse_body({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": 1, "bounding_report": "yes"})
