@@ -166,8 +166,15 @@ def identify(request: Request, table) -> tuple[str, str]:
 
 
 def present_amount(amount: Amount) -> dict:
-    """Exact components as fraction strings, plus a readable line ("ε=7.50")."""
-    return {**amount.to_json(), "text": amount.describe()}
+    """Exact components as fraction strings, plus a readable line ("ε=7.50").
+
+    A zCDP amount also reports the (ε, δ)-DP guarantee its ρ implies (at δ=1e-6).
+    """
+    out = {**amount.to_json(), "text": amount.describe()}
+    if amount.rho:
+        eps, delta = amount.implied_dp()
+        out["implied"] = {"epsilon": eps, "delta": delta}
+    return out
 
 
 def _amount(plan) -> Amount:

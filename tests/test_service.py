@@ -153,3 +153,19 @@ def test_an_abandoned_hold_is_reported_not_waited_for(svc, partner, monkeypatch)
     with pytest.raises(QueryInterrupted):
         svc.run(partner, {"sql": SQL, "epsilon": 0.25})
     assert spent(svc, partner) == Amount(epsilon=0.25).epsilon
+
+
+def test_zcdp_dataset_charges_rho_and_reports_the_implied_epsilon(tmp_path, demo_data):
+    from conftest import make_settings
+    settings = make_settings(tmp_path, demo_data, measure="zcdp", max_epsilon_per_query=1.0)
+    ledger = Ledger(settings.ledger_path)
+    svc = Service.open(settings, ledger)
+    pid, _ = ledger.create_partner("Z", budgets={"purchases": Amount(rho=0.5)}, actor="t", reason="t")
+    answer = svc.run(pid, {"sql": SQL, "rho": 0.1})
+    assert answer["cost"] == {"rho": 0.1}
+    assert {n["mechanism"] for n in answer["aggregates"][0]["noise"]} == {"Integer Gaussian"}
+    assert answer["remaining"]["rho"] == "2/5"
+    assert answer["remaining"]["implied"]["delta"] == pytest.approx(1e-6)
+    with pytest.raises(InvalidQuery, match="accounted in rho"):
+        svc.run(pid, {"sql": SQL, "epsilon": 0.1})
+    ledger.close()
