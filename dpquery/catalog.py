@@ -7,7 +7,9 @@ categories. `check_query` applies the policy to a query before anything runs.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,13 +39,38 @@ class Table:
         return self.dataset.columns[name]
 
 
-def open_table(ds: Dataset) -> Table:
-    """Scan the dataset's files lazily and apply consent and exclusion filters."""
+def open_table(ds: Dataset, cache_dir: Path | None = None) -> Table:
+    """Scan the dataset's files lazily and apply consent and exclusion filters.
+
+    With `cache_dir`, the filtered, typed table is written once per data
+    version to one Parquet file there and queries scan that instead: no
+    per-query filtering, casting or reading of excluded rows.
+    """
     files = _files(ds.path)
-    raw = _scan(ds.path, files)
-    frame = _prepare(raw, ds)
-    schema = dict(frame.collect_schema())
-    return Table(ds, frame, schema, _version(files))
+    frame = _prepare(_scan(ds.path, files), ds)
+    version = _version(files)
+    if cache_dir is not None:
+        frame = _materialize(frame, Path(cache_dir) / f"{ds.name}-{version}-{_recipe(ds)}.parquet")
+    return Table(ds, frame, dict(frame.collect_schema()), version)
+
+
+def _recipe(ds: Dataset) -> str:
+    """Changes whenever the configuration that shapes the prepared table changes."""
+    parts = [ds.privacy_unit, ds.consent_column, ds.category_column, ds.excluded_categories,
+             sorted((n, c.type, c.derived_from, c.resolution) for n, c in ds.columns.items())]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
+
+
+def _materialize(frame: pl.LazyFrame, path: Path) -> pl.LazyFrame:
+    """Write the prepared table once (one process at a time), then scan it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # other workers wait for the first to finish
+        if not path.exists():
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            frame.sink_parquet(tmp)
+            os.replace(tmp, path)
+    return pl.scan_parquet(path)
 
 
 def _files(path: Path) -> list[Path]:

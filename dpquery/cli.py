@@ -118,7 +118,8 @@ def _run_local(settings, body: dict, preview: bool) -> dict:
     from dpquery import catalog, execute, plan as planner
     from dpquery.service import _describe_plan
     try:
-        tables = {n: catalog.open_table(ds) for n, ds in settings.datasets.items()}
+        tables = {n: catalog.open_table(ds, settings.prepared_dir)
+                  for n, ds in settings.datasets.items()}
         from dpquery.request import parse_body
         request = parse_body(body, max_sql_chars=settings.server["max_sql_chars"])
         plan = planner.build(request, catalog.check_query(request.query, tables))

@@ -126,6 +126,11 @@ class Settings:
     def dataset_names(self) -> list[str]:
         return list(self.datasets)
 
+    @property
+    def prepared_dir(self) -> Path:
+        """Where each dataset's filtered, typed table is kept (one file per data version)."""
+        return self.ledger_path.parent / "prepared"
+
 
 def load(path: str | Path) -> Settings:
     """Read and validate a config file; relative paths are relative to it."""

@@ -37,7 +37,8 @@ class Service:
 
     @classmethod
     def open(cls, settings: Settings, ledger: Ledger | None = None) -> "Service":
-        tables = {name: catalog.open_table(ds) for name, ds in settings.datasets.items()}
+        tables = {name: catalog.open_table(ds, settings.prepared_dir)
+                  for name, ds in settings.datasets.items()}
         return cls(settings, ledger or Ledger(settings.ledger_path), tables)
 
     # -- reading ----------------------------------------------------------------
