@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from conftest import ROOT, shipped_config
+from settings_helpers import ROOT, shipped_config
 from dpquery import config
 from dpquery.errors import ConfigError
 

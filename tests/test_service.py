@@ -156,7 +156,7 @@ def test_an_abandoned_hold_is_reported_not_waited_for(svc, partner, monkeypatch)
 
 
 def test_zcdp_dataset_charges_rho_and_reports_the_implied_epsilon(tmp_path, demo_data):
-    from conftest import make_settings
+    from settings_helpers import make_settings
     settings = make_settings(tmp_path, demo_data, measure="zcdp", max_epsilon_per_query=1.0)
     ledger = Ledger(settings.ledger_path)
     svc = Service.open(settings, ledger)

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from scipy import stats as st
 
-from conftest import make_settings
+from settings_helpers import make_settings
 from dpquery import catalog, execute, plan as planner
 from dpquery.request import parse_body
 
