@@ -19,7 +19,7 @@ from datetime import datetime
 
 from budget import accounting, audit, keys, partners
 from budget.amounts import Amount
-from budget.errors import IdempotencyConflict, PartnerSuspended
+from budget.errors import IdempotencyConflict, PartnerSuspended, UnknownKey
 from budget.records import AuditEntry, DatasetBudget, KeyInfo, Partner, Principal, Reservation
 from budget.store import Store, amount_params, utc_now
 
@@ -168,6 +168,19 @@ class Ledger:
         _check_text(actor, "actor", limit=200)
         with self.store.write() as conn:
             return keys.revoke(conn, key_id, actor, reason)
+
+    def get_key(self, key_id: str) -> KeyInfo | None:
+        """A key's public record (never the key itself), or None if unknown."""
+        try:
+            with self.store.read() as conn:
+                return keys.get(conn, key_id)
+        except UnknownKey:
+            return None
+
+    def global_position(self, dataset: str) -> tuple[Amount | None, Amount]:
+        """(the dataset's global cap or None, what all partners together spent)."""
+        with self.store.read() as conn:
+            return accounting.global_position(conn, dataset)
 
     def list_keys(self, partner_id: str) -> list[KeyInfo]:
         with self.store.read() as conn:

@@ -10,7 +10,6 @@ from dpquery.errors import DPQueryError, InvalidRequest
 from dpquery.ledger_errors import map_ledger_errors
 from dpquery.web import charts, fmt
 from dpquery.web.blueprint import web_bp
-from dpquery.web.ledger_reads import global_position
 from dpquery.web.sessions import deps, require
 from dpquery.web.views import amount_text, failure
 
@@ -159,7 +158,7 @@ def _page(error: str | None = None) -> str:
 
 
 def _dataset(d: dict, reservations) -> dict:
-    cap, spent = global_position(deps().ledger, d["name"])
+    cap, spent = deps().ledger.global_position(d["name"])
     name = fmt.component(d["measure"])
     return {"name": d["name"], "measure": d["measure"], "symbol": fmt.SYMBOLS[name],
             "cap": fmt.amount_number(cap.components()[name]) if cap is not None else None,

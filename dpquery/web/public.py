@@ -8,7 +8,6 @@ from flask import flash, g, redirect, render_template, request, url_for
 from budget.errors import PartnerSuspended
 from dpquery.web import charts, fmt
 from dpquery.web.blueprint import web_bp
-from dpquery.web.ledger_reads import global_position
 from dpquery.web.sessions import deps, sign_in, sign_out
 
 HOME = {"partner": "web.console", "admin": "web.admin"}
@@ -60,7 +59,7 @@ def transparency():
 def _dataset(d: dict, reservations) -> dict:
     ledger = deps().ledger
     name = fmt.component(d["measure"])
-    cap, spent = global_position(ledger, d["name"])
+    cap, spent = ledger.global_position(d["name"])
     return {**d, "symbol": fmt.SYMBOLS[name], "component": name,
             "cap": fmt.amount_number(cap.components()[name]) if cap is not None else None,
             "spent": fmt.amount_number(spent.components()[name]),

@@ -18,7 +18,6 @@ from flask import (abort, current_app, flash, g, redirect, render_template, requ
 from markupsafe import Markup
 
 from dpquery.web.blueprint import web_bp
-from dpquery.web.ledger_reads import key_info
 
 IDLE_SECONDS = 30 * 60
 MAX_SECONDS = 8 * 3600
@@ -105,7 +104,7 @@ def _current_user() -> User | None:
 
 def _still_valid(user: User) -> bool:
     ledger = deps().ledger
-    info = key_info(ledger, user.key_id)
+    info = ledger.get_key(user.key_id)
     if info is None or info.revoked_at is not None or info.role != user.role or info.partner_id != user.partner_id:
         return False
     return user.role == "admin" or ledger.get_partner(user.partner_id).active
