@@ -14,6 +14,9 @@ Shapes:
 """
 from __future__ import annotations
 
+import functools
+import operator
+
 import polars as pl
 
 from dpquery.query import And, Compare, InList, Not, Or
@@ -23,19 +26,19 @@ _OPS = {"=": "__eq__", "<>": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt
 
 def predicate_expr(pred) -> pl.Expr:
     """The query model's condition as a polars expression (no string building)."""
-    if isinstance(pred, And):
-        return pl.all_horizontal([predicate_expr(p) for p in pred.items])
-    if isinstance(pred, Or):
-        return pl.any_horizontal([predicate_expr(p) for p in pred.items])
+    if isinstance(pred, (And, Or)):  # chained & and |: OpenDP refuses all_/any_horizontal
+        combine = operator.and_ if isinstance(pred, And) else operator.or_
+        return functools.reduce(combine, [predicate_expr(p) for p in pred.items])
     if isinstance(pred, Not):
         return ~predicate_expr(pred.item)
     col = pl.col(pred.column)
     if isinstance(pred, Compare):
         return getattr(col, _OPS[pred.op])(pl.lit(pred.value))
+    # OpenDP 0.16 refuses is_in and is_between: spell them with comparisons
     if isinstance(pred, InList):
-        expr = col.is_in(list(pred.values))
+        expr = functools.reduce(operator.or_, [col == pl.lit(v) for v in pred.values])
     else:
-        expr = col.is_between(pl.lit(pred.low), pl.lit(pred.high))
+        expr = (col >= pl.lit(pred.low)) & (col <= pl.lit(pred.high))
     return ~expr if pred.negated else expr
 
 

@@ -176,3 +176,26 @@ def test_prepared_table_is_written_once_and_answers_the_same(settings, tmp_path)
     b = cached.frame.sort(pl.all()).collect()
     assert a.equals(b)
     assert "pharmacy" not in set(b["category"])
+
+
+WHERES = [
+    "year = 2024 AND category = 'snacks'",
+    "(year = 2024 OR year = 2023) AND NOT category = 'produce'",
+    "region IN ('Wayne', 'Oakland') AND year BETWEEN 2020 AND 2024 AND amount >= 5",
+    "category NOT IN ('snacks') OR year <> 2016",
+]
+SELECTS = [
+    "SELECT region, COUNT(*) AS a FROM purchases WHERE {w} GROUP BY region",
+    "SELECT region, AVG(amount) AS a FROM purchases WHERE {w} GROUP BY region",
+    "SELECT age_band, COUNT(DISTINCT customer_id) AS a FROM purchases WHERE {w} GROUP BY age_band",
+    "SELECT region, PURCHASE_RATE(category = 'snacks' AND year = 2024) AS a FROM purchases WHERE {w} GROUP BY region",
+    "SELECT MEDIAN(amount) AS a FROM purchases WHERE {w}",
+]
+
+
+@pytest.mark.parametrize("where", WHERES)
+@pytest.mark.parametrize("select", SELECTS, ids=["count", "avg", "customers", "rate", "median"])
+def test_every_condition_form_runs_on_every_shape(tables, select, where):
+    """OpenDP accepts every WHERE the parser accepts, on every frame shape."""
+    _plan, rows = answer(tables, {"sql": select.format(w=where), "epsilon": 0.5})
+    assert rows and all("a" in r for r in rows)
