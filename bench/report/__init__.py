@@ -1,0 +1,1 @@
+"""Helpers for the benchmark report (BENCHMARKS.md)."""
