@@ -333,11 +333,19 @@ def _budget(report) -> str:
     out.append("")
     out.append(f"| system | answered within ε = {b['budget']:g} (of {b['n']}) | refused: accuracy unreachable at the cap | refused: query not supported | ε to answer every answerable query |")
     out.append("|---|---:|---:|---:|---:|")
+    unsupported = b["refused"]["dpquery"].get("unsupported", 0)
     for s, n in b["answered"].items():
+        if s == "dpquery_fixed" and not unsupported:
+            continue  # every session query was accepted: no estimate needed
         r = b["refused"][s]
         out.append(f"| {BUDGET_NAMES[s]} | {n} | {r.get('accuracy_unreachable', 0)} | "
                    f"{r.get('unsupported', 0)} | {f(b['spent_all'][s])} |")
     out.append("")
+    if not unsupported:
+        out.append(f"{b['and_filters']} of the {b['n']} session queries have two or more "
+                   "AND-ed WHERE conditions; dpquery accepts all of them.\n")
+        out.append("![queries vs budget](bench/plots/queries_vs_budget.png)\n")
+        return "\n".join(out)
     out.append(f"{b['and_filters']} of the {b['n']} session queries have two or more AND-ed "
                "WHERE conditions. dpquery refuses every one of them at planning time with "
                "`this query cannot be made private as written: MakeTransformation(\"AllHorizontal "
