@@ -76,9 +76,9 @@ class Service:
             stored = self._stored(partner_id, request_id, query_text)
             if stored is not None:
                 return self._as_repeat(stored, partner_id, table.name)
+            actor = f"partner:{partner_id}" + (f" purpose:{purpose}" if purpose else "")
             reservation = self.ledger.reserve(partner_id, table.name, _amount(plan),
-                                              request_id, query_text,
-                                              actor=f"partner:{partner_id}" + (f" purpose:{purpose}" if purpose else ""))
+                                              request_id, query_text, actor=actor)
             if reservation.replayed:
                 return self._as_repeat(self._wait_for_answer(reservation),
                                        partner_id, table.name)
