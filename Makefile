@@ -6,13 +6,15 @@ PIP := $(PYTHON) -m pip
 
 install:
 	$(PIP) install --quiet -e .
+	@command -v pyenv >/dev/null && pyenv rehash || true
 
 install-test:
 	$(PIP) install --quiet -e '.[test]'
+	@command -v pyenv >/dev/null && pyenv rehash || true
 	bash bench/install_browser.sh
 
 run: install
-	dpquery serve
+	$(PYTHON) -m dpquery.cli serve
 
 test: install-test
 	$(PYTHON) -m pytest -ra

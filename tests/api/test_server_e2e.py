@@ -55,7 +55,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(tmp / "server.log", "w")
         self.proc = subprocess.Popen(
-            ["dpquery", "--config", str(tmp / "config.toml"), "serve", "--port", str(self.port),
+            [sys.executable, "-m", "dpquery.cli", "--config", str(tmp / "config.toml"), "serve", "--port", str(self.port),
              "--workers", "3"], stdout=self.log, stderr=subprocess.STDOUT, cwd=tmp,
             start_new_session=True)
 
@@ -187,7 +187,7 @@ def test_cli_batch_dry_run_and_run(server, tmp_path):
                      "-- the second one\n"
                      "SELECT year, AVG(amount) AS avg_amount FROM purchases GROUP BY year;\n")
     env = {**os.environ, "DPQUERY_KEY": key, "DPQUERY_URL": server.url}
-    cmd = ["dpquery", "query", "--file", str(batch), "--epsilon", "0.3"]
+    cmd = [sys.executable, "-m", "dpquery.cli", "query", "--file", str(batch), "--epsilon", "0.3"]
     dry = subprocess.run(cmd + ["--dry-run"], env=env, capture_output=True, text=True)
     assert dry.returncode == 0, dry.stderr
     assert "total: epsilon=0.6 for 2 statement(s)" in dry.stdout
@@ -199,7 +199,7 @@ def test_cli_batch_dry_run_and_run(server, tmp_path):
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "answers-1.csv").read_text().startswith("region,n,n_ci_low,n_ci_high")
     assert (tmp_path / "answers-2.csv").exists()
-    missing = subprocess.run(["dpquery", "query", "SELECT 1", "--epsilon", "1"], capture_output=True,
+    missing = subprocess.run([sys.executable, "-m", "dpquery.cli", "query", "SELECT 1", "--epsilon", "1"], capture_output=True,
                              text=True, env={k: v for k, v in os.environ.items()
                                              if k not in ("DPQUERY_URL", "DPQUERY_KEY")})
     assert missing.returncode == 2 and "--url" in missing.stderr
