@@ -78,8 +78,11 @@ def _ratio(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]):
     a = agg.alias
     domain = (0.0, 1.0) if agg.kind == "purchase_rate" else _bounds(plan, agg.column)
     num_sp, den_sp = stats[f"{a}.num"], stats[f"{a}.den"]
-    return ratio_interval(_num(record[f"{a}.num"]) * num_sp.stat.unit, _num(record[f"{a}.den"]),
-                          num_sp.accuracy_half, den_sp.accuracy_half, domain)
+    c = num_sp.stat.center  # the numerator summed values minus c: shift back afterwards
+    value, low, high = ratio_interval(
+        _num(record[f"{a}.num"]) * num_sp.stat.unit, _num(record[f"{a}.den"]),
+        num_sp.accuracy_half, den_sp.accuracy_half, (domain[0] - c, domain[1] - c))
+    return (None if value is None else value + c), low + c, high + c
 
 
 def ratio_interval(num: float, den: float, a_num: float, a_den: float, domain) -> tuple:

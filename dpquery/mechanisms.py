@@ -32,6 +32,7 @@ class Stat:
     expr: Callable[[float | None], pl.Expr]
     pre: Callable[[], pl.Expr] | None = None  # per-customer column it reads (customers shape)
     unit: float = 1.0  # the released value times `unit` is in the column's own units
+    center: float = 0.0  # a ratio's numerator sums values minus this (column units)
 
 
 def stats_for(agg: Aggregate, table: Table, groups: int) -> list[Stat]:
@@ -54,9 +55,21 @@ def stats_for(agg: Aggregate, table: Table, groups: int) -> list[Stat]:
     source, bounds, unit = summable(col)
     if agg.kind == "sum":
         return [_sum_stat(agg, col, source, bounds, unit, table, groups)]
+    return _avg_stats(a, source, bounds, unit)
+
+
+def _avg_stats(a: str, source: str, bounds, unit: float) -> list[Stat]:
+    """AVG = center + Σ(value − center) / count, the center at the clamp range's midpoint.
+
+    Centering halves the numerator's sensitivity (its values lie within half
+    the range of zero), so the same spend gives half the noise on the sum.
+    """
     num, den = f"{a}.num", f"{a}.den"
-    return [Stat(num, a, "num", "rows", lambda s: pl.col(source).dp.sum(bounds, scale=s).alias(num),
-                 unit=unit),
+    mid = (bounds[0] + bounds[1]) // 2 if isinstance(bounds[0], int) else (bounds[0] + bounds[1]) / 2
+    centred = (bounds[0] - mid, bounds[1] - mid)
+    return [Stat(num, a, "num", "rows",
+                 lambda s: (pl.col(source) - mid).dp.sum(centred, scale=s).alias(num),
+                 unit=unit, center=mid * unit),
             Stat(den, a, "den", "rows", lambda s: dp.len(scale=s, signed=True).alias(den))]
 
 

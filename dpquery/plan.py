@@ -355,13 +355,15 @@ def expected_halfwidth(plan: Plan, alias: str, assumed: int | None = None) -> fl
     num, den = sps["num"].accuracy_half, sps["den"].accuracy_half
     if size <= den:
         return math.inf
-    magnitude = 1.0 if agg.kind == "purchase_rate" else _max_abs(plan.table, agg.column)
+    centre = sps["num"].stat.center
+    magnitude = 1.0 if agg.kind == "purchase_rate" else _max_abs(plan.table, agg.column, centre)
     return (num + magnitude * den) / (size - den)
 
 
-def _max_abs(table: Table, column: str) -> float:
+def _max_abs(table: Table, column: str, centre: float) -> float:
+    """The largest |value − centre| a clamped value can have."""
     col = table.column(column)
-    return max(abs(col.lower), abs(col.upper))
+    return max(abs(col.lower - centre), abs(col.upper - centre))
 
 
 def _plan_for_accuracy(request: Request, table: Table, target: AccuracyTarget) -> Plan:
