@@ -64,7 +64,8 @@ def _aggregate_cells(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]) 
         value = _num(record[a]) * stats[a].stat.unit
         acc = stats[a].accuracy
         low, high = value - acc, value + acc
-        low = max(low, 0.0) if _non_negative(plan, agg) else low
+        if _non_negative(plan, agg):  # a count or sum of non-negative values is never below 0
+            value, low, high = max(value, 0.0), max(low, 0.0), max(high, 0.0)
     return {a: value, f"{a}_ci_low": low, f"{a}_ci_high": high}
 
 

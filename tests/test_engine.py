@@ -199,3 +199,11 @@ def test_every_condition_form_runs_on_every_shape(tables, select, where):
     """OpenDP accepts every WHERE the parser accepts, on every frame shape."""
     _plan, rows = answer(tables, {"sql": select.format(w=where), "epsilon": 0.5})
     assert rows and all("a" in r for r in rows)
+
+
+def test_small_counts_are_never_negative_and_stay_inside_their_interval(tables):
+    """Post-processing clips noisy counts at 0 (public knowledge), value and interval alike."""
+    _plan, rows = answer(tables, {"sql": "SELECT region, COUNT(*) AS n FROM purchases "
+                                  "WHERE year = 1999 GROUP BY region", "epsilon": 0.05})
+    for r in rows:
+        assert 0 <= r["n_ci_low"] <= r["n"] <= r["n_ci_high"]
