@@ -115,21 +115,15 @@ def _body(sql, epsilon, rho, within, confidence) -> dict:
 
 def _run_local(settings, body: dict, preview: bool) -> dict:
     """Data-owner use: plan and release directly, with no ledger involved."""
-    from dpquery import catalog, execute, plan as planner
-    from dpquery.service import _describe_plan
+    from dpquery import catalog, plan as planner
+    from dpquery.request import parse_body
+    from dpquery.service import describe_plan, release_answer
     try:
         tables = {n: catalog.open_table(ds, settings.prepared_dir)
                   for n, ds in settings.datasets.items()}
-        from dpquery.request import parse_body
         request = parse_body(body, max_sql_chars=settings.server["max_sql_chars"])
         plan = planner.build(request, catalog.check_query(request.query, tables))
-        answer = _describe_plan(plan)
-        if not preview:
-            answer["rows"] = execute.answer_rows(plan, execute.release(plan))
-            report = execute.bounding_report(plan)
-            if report is not None:
-                answer["bounding"] = report
-        return answer
+        return describe_plan(plan) if preview else release_answer(plan)
     except (DPQueryError, FileNotFoundError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from None
 

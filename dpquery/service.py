@@ -86,11 +86,7 @@ class Service:
 
     def _release(self, plan, reservation, partner_id: str, cache_id: str) -> dict:
         try:
-            noisy = execute.release(plan)  # noise is drawn here: the charge stays from now on
-            answer = {"rows": execute.answer_rows(plan, noisy), **_describe_plan(plan)}
-            report = execute.bounding_report(plan)
-            if report is not None:
-                answer["bounding"] = report
+            answer = release_answer(plan)  # noise is drawn here: the charge stays from now on
             answer.update(data_version=plan.table.version,
                           query_id=reservation.id, request_id=reservation.request_id,
                           cache_id=cache_id, repeat=False)
@@ -158,6 +154,24 @@ class Service:
                     if stored is not None:
                         return json.loads(stored)
         raise NotFound(f"no stored answer with id {query_id}")
+
+
+def describe_plan(plan) -> dict:
+    """What a plan promises (spend, noise, expected accuracy): no data is read."""
+    return _describe_plan(plan)
+
+
+def release_answer(plan) -> dict:
+    """Draw the plan's noise and build the answer: rows first, then the plan.
+
+    Privacy contract: as `execute.release`; the caller has charged the plan's
+    cost (the CLI's --local mode is data-owner use with no ledger).
+    """
+    answer = {"rows": execute.answer_rows(plan, execute.release(plan)), **_describe_plan(plan)}
+    report = execute.bounding_report(plan)
+    if report is not None:
+        answer["bounding"] = report
+    return answer
 
 
 def identify(request: Request, table) -> tuple[str, str]:
