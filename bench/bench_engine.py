@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import settings_for  # noqa: E402
 from dpquery import catalog, execute, frames, plan as planner  # noqa: E402
-from dpquery.request import parse_body  # noqa: E402
+from dpquery.engine.request import parse_body  # noqa: E402
 
 SIZES = {"1m": 1_000_000, "10m": 10_000_000}
 QUERIES = {
@@ -120,7 +120,7 @@ def engine_table(sizes: list[str], reps: int) -> None:
     isolates that engine's cost from dpquery's planning and bounding.
     """
     import opendp.prelude as dp
-    from dpquery.plan import _domain
+    from dpquery.engine.plan import _domain
     print("\n## Engine: the same grouped count collected by Python polars and by OpenDP\n")
     print("| rows | polars s | OpenDP s | ratio |")
     print("|---|---:|---:|---:|")

@@ -17,12 +17,12 @@ from datetime import datetime, timezone
 
 from budget.amounts import Amount
 from budget.ledger import Ledger
-from dpquery import catalog, execute, plan as planner
+from dpquery.engine import catalog, execute, plan as planner
 from dpquery.config import Settings
 from dpquery.errors import IdempotencyConflict, NotFound, QueryInterrupted
 from dpquery.ledger_errors import map_ledger_errors
-from dpquery.query import Request, canonical
-from dpquery.request import parse_body
+from dpquery.engine.query import Request, canonical
+from dpquery.engine.request import parse_body
 
 REPEAT_WAIT_SECONDS = 30.0
 

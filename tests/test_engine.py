@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from dpquery import catalog, execute, plan as planner
+from dpquery.engine import catalog, execute, plan as planner
 from dpquery.errors import AccuracyUnreachable, DPQueryError, InvalidQuery
-from dpquery.request import parse_body
+from dpquery.engine.request import parse_body
 
 RATE_SQL = ("SELECT region, age_band, PURCHASE_RATE(category = 'snacks' AND year = 2024) "
             "AS snack_rate FROM purchases GROUP BY region, age_band")
@@ -153,7 +153,7 @@ def test_bounding_report_estimates_the_share_of_customers_cut(tables):
 
 
 def test_bounding_report_is_part_of_the_canonical_request():
-    from dpquery.query import canonical
+    from dpquery.engine.query import canonical
     a = parse_body({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": 1})
     b = parse_body({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": 1, "bounding_report": True})
     assert canonical(a) != canonical(b)

@@ -7,9 +7,9 @@ import pytest
 
 from budget.amounts import Amount
 from budget.ledger import Ledger
-from dpquery import catalog, execute, plan as planner
+from dpquery.engine import catalog, execute, plan as planner
 from dpquery.errors import BudgetExhausted, PolicyViolation
-from dpquery.request import parse_body
+from dpquery.engine.request import parse_body
 from dpquery.service import Service
 
 SQL = "SELECT category, COUNT(*) AS n, AVG(amount) AS m FROM purchases GROUP BY category"

@@ -5,7 +5,7 @@ import pytest
 
 from budget.amounts import Amount
 from budget.ledger import Ledger
-from dpquery import execute
+from dpquery.engine import execute
 from dpquery.errors import BudgetExhausted, IdempotencyConflict, InvalidQuery
 from dpquery.service import Service
 

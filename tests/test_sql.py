@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from dpquery import catalog
+from dpquery.engine import catalog
 from dpquery.errors import DPQueryError, InvalidQuery
-from dpquery.query import canonical, Request, Spend
-from dpquery.request import parse_body, query_from_json
-from dpquery.sql import parse_sql
+from dpquery.engine.query import canonical, Request, Spend
+from dpquery.engine.request import parse_body, query_from_json
+from dpquery.engine.sql import parse_sql
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAIRS = [json.loads(line) for line in (FIXTURES / "sql_pairs.jsonl").read_text().splitlines() if line]

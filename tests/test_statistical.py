@@ -15,8 +15,8 @@ import pytest
 from scipy import stats as st
 
 from settings_helpers import make_settings
-from dpquery import catalog, execute, plan as planner
-from dpquery.request import parse_body
+from dpquery.engine import catalog, execute, plan as planner
+from dpquery.engine.request import parse_body
 
 pytestmark = pytest.mark.slow
 P_FLOOR = 1e-4

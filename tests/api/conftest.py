@@ -8,7 +8,7 @@ import pytest
 
 from budget import Amount, Ledger
 from dpquery import config
-from dpquery.app import create_app
+from dpquery.http.app import create_app
 from dpquery.demo import write_demo
 
 ROOT = Path(__file__).resolve().parents[2]

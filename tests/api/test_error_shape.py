@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from dpquery.app import create_app
+from dpquery.http.app import create_app
 
 from .conftest import COUNT, bearer, epsilon_spent
 
@@ -83,7 +83,7 @@ def test_unexpected_error_is_logged_not_leaked(app, client, partner, caplog, mon
     def broken():
         raise RuntimeError("secret value 4242")
     monkeypatch.setattr(app.extensions["dpquery"].service, "datasets", broken)
-    with caplog.at_level(logging.ERROR, logger="dpquery.app"):
+    with caplog.at_level(logging.ERROR, logger="dpquery.http.app"):
         response = client.get("/v1/datasets", headers=bearer(partner[1]))
     err = check(response, 500, "internal")
     assert "4242" not in response.get_data(as_text=True)

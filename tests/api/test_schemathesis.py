@@ -7,7 +7,7 @@ import schemathesis  # noqa: E402  (a declared test dependency: fail loudly if m
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
-from dpquery.app import create_app  # noqa: E402
+from dpquery.http.app import create_app  # noqa: E402
 
 from .conftest import bearer  # noqa: E402
 

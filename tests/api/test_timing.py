@@ -1,7 +1,7 @@
 """The time to answer must not depend on the noise drawn.
 
 A fresh answer leaves on a multiple of the time quantum measured from the
-start of the request (dpquery.api.pad_to_quantum). The statistical test plants
+start of the request (dpquery.http.api.pad_to_quantum). The statistical test plants
 a timing leak -- 20 ms extra work whenever the noisy count is odd -- and checks
 that it is visible without padding and invisible with it.
 """
@@ -13,8 +13,9 @@ from collections import Counter
 import pytest
 
 from budget import Amount
-from dpquery import api, service
-from dpquery.app import create_app
+from dpquery.http import api
+from dpquery import service
+from dpquery.http.app import create_app
 
 from .conftest import bearer
 

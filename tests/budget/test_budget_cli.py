@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from budget import Amount, Ledger
-from dpquery.cli_admin import admin
+from dpquery.cli.admin import admin
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Helpers for the web tests: settings, a hand-built Flask app, signing in, CSRF forms.
 
-The app is built by hand (not by dpquery.app.create_app) so these tests depend
+The app is built by hand (not by dpquery.http.app.create_app) so these tests depend
 only on the web blueprint: the app factory's contract is just
 ``app.extensions["dpquery"]`` with ``.service`` and ``.ledger``.
 """

@@ -10,7 +10,7 @@ import math
 
 import polars as pl
 
-from dpquery.plan import RATIOS, Plan, StatPlan
+from dpquery.engine.plan import RATIOS, Plan, StatPlan
 
 
 def release(plan: Plan) -> pl.DataFrame:

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import opendp.prelude as dp
 import polars as pl
 
-from dpquery import catalog, frames, mechanisms
-from dpquery.catalog import Table
+from dpquery.engine import catalog, frames, mechanisms
+from dpquery.engine.catalog import Table
 from dpquery.errors import AccuracyUnreachable, InternalError, InvalidQuery
-from dpquery.mechanisms import Stat
-from dpquery.query import AccuracyTarget, Request, Spend
+from dpquery.engine.mechanisms import Stat
+from dpquery.engine.query import AccuracyTarget, Request, Spend
 
 dp.enable_features("contrib")
 

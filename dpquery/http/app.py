@@ -24,10 +24,10 @@ from budget.ledger import Ledger
 from dpquery import config as config_mod
 from dpquery.errors import (DPQueryError, InternalError, InvalidRequest, NotFound,
                             PayloadTooLarge)
-from dpquery.ratelimit import RateLimiter
+from dpquery.http.ratelimit import RateLimiter
 from dpquery.service import Service
 
-log = logging.getLogger("dpquery.app")
+log = logging.getLogger("dpquery.http.app")
 
 DEFAULT_TIME_QUANTUM = 0.05  # fresh answers leave on a multiple of this many seconds
 
@@ -109,7 +109,7 @@ def _secret_key(path: Path) -> bytes:
 
 
 def _register(app: Flask) -> None:
-    from dpquery import admin_api, api
+    from dpquery.http import admin_api, api
     from dpquery.web import web_bp
     app.register_blueprint(api.bp)
     app.register_blueprint(admin_api.bp)

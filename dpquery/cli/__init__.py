@@ -1,15 +1,12 @@
 """`dpquery` command: serve, demo-data, query, admin."""
 from __future__ import annotations
 
-import csv
-import io
-import json
-import sys
 from pathlib import Path
 
 import click
 
 from dpquery import config as config_mod
+from dpquery.cli.output import render
 from dpquery.errors import ConfigError, DPQueryError
 
 DEFAULT_CONFIG = "config.toml"
@@ -96,7 +93,7 @@ def query(ctx, sql, local, epsilon, rho, within, confidence, preview, bounding_r
         answer = _run_local(ctx.obj.settings, body, preview)
         _emit(answer, fmt, out)
         return
-    from dpquery.cli_remote import run_remote
+    from dpquery.cli.remote import run_remote
     run_remote(url=url, key=key, sql=sql, body=body, batch=batch, dry_run=dry_run,
                preview=preview, fmt=fmt, out=out)
 
@@ -115,8 +112,8 @@ def _body(sql, epsilon, rho, within, confidence) -> dict:
 
 def _run_local(settings, body: dict, preview: bool) -> dict:
     """Data-owner use: plan and release directly, with no ledger involved."""
-    from dpquery import catalog, plan as planner
-    from dpquery.request import parse_body
+    from dpquery.engine import catalog, plan as planner
+    from dpquery.engine.request import parse_body
     from dpquery.service import describe_plan, release_answer
     try:
         tables = {n: catalog.open_table(ds, settings.prepared_dir)
@@ -134,64 +131,6 @@ def _emit(answer: dict, fmt: str, out: Path | None) -> None:
         click.echo(text)
 
 
-def render(answer: dict, fmt: str, out: Path | None = None) -> str | None:
-    """An answer as a table, JSON, CSV, or a Parquet file written to `out`."""
-    rows = answer.get("rows")
-    if fmt == "json" or rows is None:
-        text = json.dumps(answer, indent=2)
-    elif fmt == "csv":
-        text = _csv(rows, answer["columns"])
-    elif fmt == "parquet":
-        if out is None:
-            raise click.UsageError("--format parquet needs --out FILE")
-        import pandas as pd
-        pd.DataFrame(rows, columns=answer["columns"]).to_parquet(out)
-        return f"wrote {len(rows)} rows to {out}"
-    else:
-        text = _table(answer)
-    if out is not None:
-        out.write_text(text + "\n")
-        return f"wrote {out}"
-    return text
-
-
-def _csv(rows: list[dict], columns: list[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue().rstrip("\n")
-
-
-def _table(answer: dict) -> str:
-    cols, rows = answer["columns"], answer["rows"]
-    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
-    line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))
-    spend = ", ".join(f"{k}={v:g}" for k, v in answer["cost"].items())
-    lines = [line(cols), line(["-" * w for w in widths]), *map(line, cells), "",
-             f"spend: {spend}; intervals at {answer['confidence']:.0%}"]
-    if "remaining" in answer:
-        remaining = answer["remaining"]
-        lines.append(f"remaining: {remaining.get('text', remaining)}")
-    if answer.get("bounding"):
-        b = answer["bounding"]
-        lines.append(f"customers cut by the {b['rows_per_customer']}-row bound: "
-                     f"{_share(b['share_of_customers_truncated'])} "
-                     f"({_share(b['ci_low'])} to {_share(b['ci_high'])})")
-    return "\n".join(lines)
-
-
-def _share(value) -> str:
-    return "unknown" if value is None else f"{value:.1%}"
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
-    return "" if value is None else str(value)
-
-
 @main.command("serve")
 @click.option("--host", default=None, help="bind address (default from config)")
 @click.option("--port", type=int, default=None, help="port (default from config)")
@@ -200,16 +139,14 @@ def _cell(value) -> str:
 @click.pass_context
 def serve(ctx, host, port, workers) -> None:
     """Run the HTTP service under gunicorn (first start makes demo data and keys)."""
-    from dpquery.server import run_server
+    from dpquery.http.server import run_server
     run_server(ctx.obj.settings, host=host, port=port, workers=workers)
 
 
 def _register_admin() -> None:
-    from dpquery.cli_admin import admin
+    from dpquery.cli.admin import admin
     main.add_command(admin)
 
 
 _register_admin()
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

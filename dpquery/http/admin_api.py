@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 from flask import Blueprint, request
 
 from budget.amounts import Amount, parse_amount, parse_amount_text
-from dpquery.api import amount_json, json_body
-from dpquery.auth import actor, admin_required, state
+from dpquery.http.api import amount_json, json_body
+from dpquery.http.auth import actor, admin_required, state
 from dpquery.errors import InvalidRequest, NotFound
 from dpquery.ledger_errors import map_ledger_errors
 

@@ -17,7 +17,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from dpquery.errors import InvalidQuery
-from dpquery.query import (Aggregate, And, Between, Compare, InList, Not, Or, OrderBy,
+from dpquery.engine.query import (Aggregate, And, Between, Compare, InList, Not, Or, OrderBy,
                            Query)
 
 FUNCTIONS = "COUNT(*), COUNT(DISTINCT customer_id), SUM, AVG, MEDIAN, QUANTILE, PURCHASE_RATE"

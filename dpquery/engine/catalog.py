@@ -17,7 +17,7 @@ import polars as pl
 
 from dpquery.config import Column, Dataset
 from dpquery.errors import InvalidQuery, NotFound, PolicyViolation
-from dpquery.query import Query, predicate_columns, Compare, InList, Between, And, Or, Not
+from dpquery.engine.query import Query, predicate_columns, Compare, InList, Between, And, Or, Not
 
 DTYPES = {"string": pl.String, "int": pl.Int64, "float": pl.Float64}
 

@@ -20,7 +20,7 @@ import time
 
 from flask import Blueprint, g, jsonify, request
 
-from dpquery.auth import partner_required, principal, state
+from dpquery.http.auth import partner_required, principal, state
 from dpquery.errors import Forbidden, InvalidRequest
 from dpquery.ledger_errors import map_ledger_errors
 from dpquery.service import present_amount
@@ -38,7 +38,7 @@ def healthz():
 
 @bp.get("/openapi.json")
 def openapi():
-    from dpquery.openapi import spec
+    from dpquery.http.openapi import spec
     return spec()
 
 

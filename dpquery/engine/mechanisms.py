@@ -14,9 +14,9 @@ from typing import Callable
 import opendp.prelude as dp
 import polars as pl
 
-from dpquery import catalog, frames
-from dpquery.catalog import Table
-from dpquery.query import Aggregate
+from dpquery.engine import catalog, frames
+from dpquery.engine.catalog import Table
+from dpquery.engine.query import Aggregate
 
 dp.enable_features("contrib")
 

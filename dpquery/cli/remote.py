@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from dpquery.cli import render
+from dpquery.cli.output import render
 from dpquery.client import Client, DPQueryClientError
 
 

@@ -13,9 +13,9 @@ The spend is `epsilon` (or `rho` on zCDP datasets), or an `accuracy` target.
 from __future__ import annotations
 
 from dpquery.errors import InvalidQuery
-from dpquery.query import (AccuracyTarget, Aggregate, And, Between, Compare, InList, Not,
+from dpquery.engine.query import (AccuracyTarget, Aggregate, And, Between, Compare, InList, Not,
                            Or, OrderBy, Query, Request, Spend)
-from dpquery.sql import parse_sql
+from dpquery.engine.sql import parse_sql
 
 BODY_KEYS = {"sql", "query", "epsilon", "rho", "accuracy", "confidence", "purpose", "dataset",
              "bounding_report"}

@@ -40,7 +40,7 @@ class _Gunicorn(BaseApplication):
                 self.cfg.set(name, value)
 
     def load(self):
-        from dpquery.app import create_app
+        from dpquery.http.app import create_app
         return create_app(self.settings)  # runs in each worker, after the fork
 
 

@@ -19,7 +19,7 @@ import operator
 
 import polars as pl
 
-from dpquery.query import And, Compare, InList, Not, Or
+from dpquery.engine.query import And, Compare, InList, Not, Or
 
 _OPS = {"=": "__eq__", "<>": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}
 

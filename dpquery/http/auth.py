@@ -18,7 +18,7 @@ from flask import current_app, g, request
 from budget.records import Principal
 from dpquery.errors import Forbidden, RateLimited, Unauthorized
 from dpquery.ledger_errors import map_ledger_errors
-from dpquery.ratelimit import retry_after
+from dpquery.http.ratelimit import retry_after
 
 
 def state():
