@@ -11,7 +11,8 @@ install:
 install-test:
 	$(PIP) install --quiet -e '.[test]'
 	@command -v pyenv >/dev/null && pyenv rehash || true
-	bash bench/install_browser.sh
+	bash scripts/install_test_deps.sh
+	bash scripts/install_browser.sh
 
 run: install
 	$(PYTHON) -m dpquery.cli serve
