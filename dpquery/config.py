@@ -6,6 +6,7 @@ what was expected. README.md documents every key (a test checks this).
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -31,8 +32,16 @@ DEMO_SPEC = {
     "customers": (int, 20000, "customers in the demo data made on first start"),
     "seed": (int, 7, "seed of the deterministic demo data"),
 }
+ENGINE_SPEC = {
+    "memory_limit": (str, "4GB", "DuckDB memory limit (prepare pass and the duckdb engine)"),
+    "spill_dir": (str, "var/spill", "where DuckDB spills what exceeds memory_limit"),
+    "threads": (int, 0, "DuckDB threads; 0 uses every core"),
+}
+ENGINES = ("polars", "duckdb")
 DATASET_SPEC = {
     "path": (str, REQUIRED, "Parquet file, folder of Parquet files, or CSV file"),
+    "engine": (str, "polars", "'polars' (the OpenDP reference: release inside OpenDP's "
+               "polars, in memory) or 'duckdb' (bounded aggregation out of core, OpenDP noise)"),
     "description": (str, "", "one line shown to partners"),
     "privacy_unit": (str, REQUIRED, "column identifying the protected person"),
     "consent_column": (str, None, "boolean column; only rows where it is true are read"),
@@ -66,7 +75,7 @@ COLUMN_SPEC = {
                             "to in a query (default: all its public values)"),
 }
 SECTION_SPECS = {
-    "server": SERVER_SPEC, "ledger": LEDGER_SPEC, "demo": DEMO_SPEC,
+    "server": SERVER_SPEC, "ledger": LEDGER_SPEC, "demo": DEMO_SPEC, "engine": ENGINE_SPEC,
     "datasets.<name>": DATASET_SPEC, "datasets.<name>.bounds": BOUNDS_SPEC,
     "datasets.<name>.policy": POLICY_SPEC, "datasets.<name>.columns.<column>": COLUMN_SPEC,
 }
@@ -98,6 +107,7 @@ class Column:
 class Dataset:
     name: str
     path: Path
+    engine: str
     description: str
     privacy_unit: str
     consent_column: str | None
@@ -121,6 +131,7 @@ class Settings:
     demo: dict[str, Any]
     datasets: dict[str, Dataset]
     source: Path | None = None
+    engine: dict[str, Any] = field(default_factory=lambda: _section({}, ENGINE_SPEC, "engine"))
 
     @property
     def dataset_names(self) -> list[str]:
@@ -146,7 +157,7 @@ def load(path: str | Path) -> Settings:
 
 def from_dict(raw: dict, base: Path = Path("."), source: Path | None = None) -> Settings:
     """Validate an already-parsed config (tests build one as a dict)."""
-    _check_keys(raw, {"server", "ledger", "demo", "datasets"}, "top level")
+    _check_keys(raw, {"server", "ledger", "demo", "engine", "datasets"}, "top level")
     server = _section(raw.get("server", {}), SERVER_SPEC, "server")
     ledger = _section(raw.get("ledger", {}), LEDGER_SPEC, "ledger")
     demo = _section(raw.get("demo", {}), DEMO_SPEC, "demo")
@@ -154,7 +165,9 @@ def from_dict(raw: dict, base: Path = Path("."), source: Path | None = None) -> 
                 for name, body in _table(raw, "datasets").items()}
     if not datasets:
         raise ConfigError("config declares no [datasets.<name>] table; declare at least one")
-    return Settings(server, _resolve(base, ledger["path"]), demo, datasets, source)
+    engine = _section(raw.get("engine", {}), ENGINE_SPEC, "engine")
+    engine["spill_dir"] = _resolve(base, engine["spill_dir"])
+    return Settings(server, _resolve(base, ledger["path"]), demo, datasets, source, engine)
 
 
 def _dataset(name: str, raw: Any, base: Path) -> Dataset:
@@ -204,6 +217,7 @@ def _check_column(col: Column, where: str) -> None:
 
 
 def _check_dataset(ds: Dataset, where: str) -> None:
+    _check_engine(ds.engine, f"{where}.engine")
     if ds.measure not in ("pure", "zcdp"):
         raise ConfigError(f"{where}.measure: expected 'pure' or 'zcdp', got {ds.measure!r}")
     positive = {"max_rows": ds.max_rows, "max_groups": ds.max_groups,
@@ -218,6 +232,16 @@ def _check_dataset(ds: Dataset, where: str) -> None:
     if ds.privacy_unit not in ds.excluded_columns:
         raise ConfigError(f"{where}.policy.excluded_columns must include the privacy unit "
                           f"{ds.privacy_unit!r}: it can never be queried directly")
+
+
+def _check_engine(name: str, where: str) -> None:
+    """An unknown engine, or one whose library is not installed, stops start-up."""
+    if name not in ENGINES:
+        raise ConfigError(f"{where}: unknown engine {name!r}; expected one of: {', '.join(ENGINES)}")
+    module = {"duckdb": "duckdb", "spark": "pyspark"}.get(name)
+    if module and importlib.util.find_spec(module) is None:
+        raise ConfigError(f"{where} is {name!r} but the {module!r} package is not installed; "
+                          f"pip install {module}, or set {where} = \"polars\"")
 
 
 def _section(raw: Any, spec: dict, where: str) -> dict:

@@ -14,15 +14,19 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from fractions import Fraction
 
 from budget.amounts import Amount
 from budget.ledger import Ledger
 from dpquery.engine import catalog, execute, plan as planner
 from dpquery.config import Settings
+from dpquery.deadline import call_within
 from dpquery.errors import IdempotencyConflict, NotFound, QueryInterrupted
 from dpquery.ledger_errors import map_ledger_errors
 from dpquery.engine.query import Request, canonical
 from dpquery.engine.request import parse_body
+from dpquery.present import amount_json, exact, remaining_json, spend_amount
+from dpquery.spend import aggregate_shares, exact_cost, statistic_shares
 
 REPEAT_WAIT_SECONDS = 30.0
 
@@ -37,7 +41,7 @@ class Service:
 
     @classmethod
     def open(cls, settings: Settings, ledger: Ledger | None = None) -> "Service":
-        tables = {name: catalog.open_table(ds, settings.prepared_dir)
+        tables = {name: catalog.open_table(ds, settings.prepared_dir, settings.engine)
                   for name, ds in settings.datasets.items()}
         return cls(settings, ledger or Ledger(settings.ledger_path), tables)
 
@@ -86,7 +90,9 @@ class Service:
 
     def _release(self, plan, reservation, partner_id: str, cache_id: str) -> dict:
         try:
-            answer = release_answer(plan)  # noise is drawn here: the charge stays from now on
+            # noise is drawn here: the charge stays from now on, also past the deadline
+            answer = call_within(self.settings.server["query_timeout_seconds"],
+                                 release_answer, plan)
             answer.update(data_version=plan.table.version,
                           query_id=reservation.id, request_id=reservation.request_id,
                           cache_id=cache_id, repeat=False)
@@ -95,7 +101,7 @@ class Service:
             raise
         with map_ledger_errors():
             self.ledger.commit(reservation.id, json.dumps(answer))
-            answer["remaining"] = self._remaining(partner_id, plan.table.name)
+            answer["remaining"] = self._remaining(partner_id, plan.table.name, _amount(plan))
         answer["charged"] = answer["cost"]
         return answer
 
@@ -131,12 +137,14 @@ class Service:
 
     def _as_repeat(self, stored: str, partner_id: str, dataset: str) -> dict:
         answer = json.loads(stored)
-        answer.update(repeat=True, charged=_zero(answer),
-                      remaining=self._remaining(partner_id, dataset))
+        answer.update(repeat=True, charged=amount_json(Amount()),
+                      remaining=self._remaining(partner_id, dataset, _cost_of(answer)))
         return answer
 
-    def _remaining(self, partner_id: str, dataset: str) -> dict:
-        return present_amount(self.ledger.remaining(partner_id, dataset))
+    def _remaining(self, partner_id: str, dataset: str, spend: Amount | None = None) -> dict:
+        """What remains (the global cap included), its limit, and how many more such queries fit."""
+        rows = [b for b in self.ledger.budget_summary(partner_id) if b.dataset == dataset]
+        return remaining_json(rows[0], spend) if rows else amount_json(Amount())
 
     # -- history ----------------------------------------------------------------
 
@@ -170,7 +178,8 @@ def release_answer(plan) -> dict:
     answer = {"rows": execute.answer_rows(plan, execute.release(plan)), **_describe_plan(plan)}
     report = execute.bounding_report(plan)
     if report is not None:
-        answer["bounding"] = report
+        spent = exact_cost(plan) * exact(planner.REPORT_SHARE)
+        answer["bounding"] = {**report, "spend": amount_json(spend_amount(plan.measure, spent))}
     return answer
 
 
@@ -180,28 +189,21 @@ def identify(request: Request, table) -> tuple[str, str]:
     return text, "q-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def present_amount(amount: Amount) -> dict:
-    """Exact components as fraction strings, plus a readable line ("ε=7.50").
-
-    A zCDP amount also reports the (ε, δ)-DP guarantee its ρ implies (at δ=1e-6).
-    """
-    out = {**amount.to_json(), "text": amount.describe()}
-    if amount.rho:
-        eps, delta = amount.implied_dp()
-        out["implied"] = {"epsilon": eps, "delta": delta}
-    return out
+present_amount = amount_json  # the exact JSON form of an amount (dpquery.present)
 
 
 def _amount(plan) -> Amount:
     """What the ledger charges: the stated spend, plus the configured δ for private keys."""
-    spend = {plan.measure: plan.cost}
-    if plan.delta:
-        spend["delta"] = plan.delta
-    return Amount(**spend)
+    return spend_amount(plan.measure, plan.cost, plan.delta)
 
 
-def _zero(answer: dict) -> dict:
-    return {k: 0 for k in answer.get("cost", {})}
+def _cost_of(answer: dict) -> Amount | None:
+    """A stored answer's cost as an Amount (None for answers stored before exact costs)."""
+    cost = answer.get("cost") or {}
+    try:
+        return Amount(**{k: Fraction(cost[k]) for k in ("epsilon", "delta", "rho") if k in cost})
+    except (TypeError, ValueError):
+        return None
 
 
 def _summary(r) -> dict:
@@ -218,7 +220,7 @@ def _describe_plan(plan) -> dict:
     request = plan.request
     return {
         "dataset": ds.name,
-        "cost": {plan.measure: plan.cost, **({"delta": plan.delta} if plan.delta else {})},
+        "cost": amount_json(_amount(plan)),
         "confidence": request.confidence,
         "group_by": list(request.query.group_by),
         "columns": _columns(request),
@@ -238,10 +240,13 @@ def _columns(request: Request) -> list[str]:
 
 def _aggregate_info(plan, agg) -> dict:
     stats = [sp for sp in plan.stats if sp.stat.aggregate == agg.alias]
-    info = {"alias": agg.alias, "kind": agg.kind,
-            "spend": {plan.measure: sum(sp.share for sp in stats)},
+    exact = statistic_shares(plan)
+    info = {"alias": agg.alias, "kind": agg.kind, "weight": agg.weight,
+            "spend": amount_json(spend_amount(plan.measure, aggregate_shares(plan)[agg.alias])),
             "noise": [{"statistic": sp.stat.role, "mechanism": sp.distribution,
-                       "scale": float(f"{sp.scale:.6g}"), "spend": sp.share} for sp in stats]}
+                       "scale": float(f"{sp.scale:.6g}"),
+                       "spend": amount_json(spend_amount(plan.measure, exact[sp.stat.column]))}
+                      for sp in stats]}
     if agg.column is not None:
         col = plan.table.column(agg.column)
         info["clamp"] = [col.lower, col.upper]

@@ -161,23 +161,6 @@ def test_bounding_report_is_part_of_the_canonical_request():
         parse_body({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": 1, "bounding_report": "yes"})
 
 
-def test_prepared_table_is_written_once_and_answers_the_same(settings, tmp_path):
-    import polars as pl
-    ds = settings.datasets["purchases"]
-    plain = catalog.open_table(ds)
-    cached = catalog.open_table(ds, tmp_path / "prepared")
-    files = list((tmp_path / "prepared").glob("*.parquet"))
-    assert len(files) == 1
-    mtime = files[0].stat().st_mtime_ns
-    again = catalog.open_table(ds, tmp_path / "prepared")
-    assert files[0].stat().st_mtime_ns == mtime and again.version == plain.version
-    assert cached.schema == plain.schema
-    a = plain.frame.sort(pl.all()).collect()
-    b = cached.frame.sort(pl.all()).collect()
-    assert a.equals(b)
-    assert "pharmacy" not in set(b["category"])
-
-
 WHERES = [
     "year = 2024 AND category = 'snacks'",
     "(year = 2024 OR year = 2023) AND NOT category = 'produce'",

@@ -116,7 +116,7 @@ def _run_local(settings, body: dict, preview: bool) -> dict:
     from dpquery.engine.request import parse_body
     from dpquery.service import describe_plan, release_answer
     try:
-        tables = {n: catalog.open_table(ds, settings.prepared_dir)
+        tables = {n: catalog.open_table(ds, settings.prepared_dir, settings.engine)
                   for n, ds in settings.datasets.items()}
         request = parse_body(body, max_sql_chars=settings.server["max_sql_chars"])
         plan = planner.build(request, catalog.check_query(request.query, tables))

@@ -7,15 +7,16 @@ categories. `check_query` applies the policy to a query before anything runs.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from dpquery.config import Column, Dataset
+from dpquery.engine import prepare
+from dpquery.engine.prepare import units_column
 from dpquery.errors import InvalidQuery, NotFound, PolicyViolation
 from dpquery.engine.query import Query, predicate_columns, Compare, InList, Between, And, Or, Not
 
@@ -24,53 +25,55 @@ DTYPES = {"string": pl.String, "int": pl.Int64, "float": pl.Float64}
 
 @dataclass(frozen=True)
 class Table:
-    """An opened dataset: the filtered LazyFrame plus what is public about it."""
+    """An opened dataset: its prepared files, a LazyFrame over them, what is public."""
 
     dataset: Dataset
     frame: pl.LazyFrame
     schema: dict[str, pl.DataType]
     version: str
+    files: tuple[Path, ...] = ()
+    engine_settings: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def name(self) -> str:
         return self.dataset.name
 
+    @property
+    def engine(self) -> str:
+        return self.dataset.engine
+
     def column(self, name: str) -> Column:
         return self.dataset.columns[name]
 
 
-def open_table(ds: Dataset, cache_dir: Path | None = None) -> Table:
-    """Scan the dataset's files lazily and apply consent and exclusion filters.
+def open_table(ds: Dataset, cache_dir: Path | None = None,
+               engine_settings: dict | None = None) -> Table:
+    """Prepare the dataset once per data version (see prepare.py) and open it.
 
-    With `cache_dir`, the filtered, typed table is written once per data
-    version to one Parquet file there and queries scan that instead: no
-    per-query filtering, casting or reading of excluded rows.
+    The prepared parts hold only consented, non-excluded, typed rows and each
+    row's keyed per-customer rank; every engine scans them. Without
+    `cache_dir` they go to a temporary folder (tests, one-off use).
     """
     files = _files(ds.path)
-    frame = _prepare(_scan(ds.path, files), ds)
     version = _version(files)
-    if cache_dir is not None:
-        frame = _materialize(frame, Path(cache_dir) / f"{ds.name}-{version}-{_recipe(ds)}.parquet")
-    return Table(ds, frame, dict(frame.collect_schema()), version)
+    cache_dir = Path(cache_dir) if cache_dir is not None else Path(tempfile.mkdtemp(prefix="dpq-"))
+    settings = {"memory_limit": "2GB", "spill_dir": cache_dir / "spill", "threads": None,
+                **(engine_settings or {})}
+    key = prepare.secret_key(cache_dir)
+    out = cache_dir / f"{ds.name}-{version}-{prepare.recipe(ds, key)}"
+    parts = prepare.prepare(ds, files, out, key, settings)
+    frame = pl.scan_parquet([str(f) for f in parts], schema=_schema(ds))
+    return Table(ds, frame, _schema(ds), version, tuple(parts), settings)
 
 
-def _recipe(ds: Dataset) -> str:
-    """Changes whenever the configuration that shapes the prepared table changes."""
-    parts = [ds.privacy_unit, ds.consent_column, ds.category_column, ds.excluded_categories,
-             sorted((n, c.type, c.derived_from, c.resolution) for n, c in ds.columns.items())]
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
-
-
-def _materialize(frame: pl.LazyFrame, path: Path) -> pl.LazyFrame:
-    """Write the prepared table once (one process at a time), then scan it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # other workers wait for the first to finish
-        if not path.exists():
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            frame.sink_parquet(tmp)
-            os.replace(tmp, path)
-    return pl.scan_parquet(path)
+def _schema(ds: Dataset) -> dict[str, pl.DataType]:
+    schema = {ds.privacy_unit: pl.Int64}
+    for name, col in ds.columns.items():
+        schema[name] = DTYPES[col.type]
+        if col.resolution:
+            schema[units_column(name)] = pl.Int64
+    schema[prepare.ROW_RANK] = pl.Int64
+    return schema
 
 
 def _files(path: Path) -> list[Path]:
@@ -82,39 +85,6 @@ def _files(path: Path) -> list[Path]:
         raise FileNotFoundError(f"no data at {path}: run `dpquery demo-data --out {path}` "
                                 "or point the dataset's path at Parquet or CSV files")
     return files
-
-
-def _scan(path: Path, files: list[Path]) -> pl.LazyFrame:
-    if path.is_file() and path.suffix.lower() == ".csv":
-        return pl.scan_csv(path, try_parse_dates=True)
-    return pl.scan_parquet([str(f) for f in files])
-
-
-def _prepare(raw: pl.LazyFrame, ds: Dataset) -> pl.LazyFrame:
-    """Consent filter, category exclusion, derived columns, declared dtypes."""
-    frame = raw
-    if ds.consent_column:
-        frame = frame.filter(pl.col(ds.consent_column).fill_null(False))
-    if ds.category_column and ds.excluded_categories:
-        frame = frame.filter(~pl.col(ds.category_column).is_in(list(ds.excluded_categories)))
-    exprs = [pl.col(ds.privacy_unit).cast(pl.Int64)]
-    for name, col in ds.columns.items():
-        source = pl.col(col.derived_from).dt.year() if col.derived_from else pl.col(name)
-        exprs.append(source.cast(DTYPES[col.type]).alias(name))
-        if col.resolution:
-            exprs.append(units_expr(name, col.resolution))
-    names = [ds.privacy_unit, *ds.columns]
-    # Rows with a missing value in a declared column are dropped: a public per-row rule.
-    return frame.select(exprs).drop_nulls(names)
-
-
-def units_column(name: str) -> str:
-    """The hidden integer column holding `name` in whole multiples of its resolution."""
-    return f"{name}__units"
-
-
-def units_expr(name: str, resolution: float) -> pl.Expr:
-    return (pl.col(name) / resolution).round(0).cast(pl.Int64).alias(units_column(name))
 
 
 def _version(files: list[Path]) -> str:

@@ -14,11 +14,11 @@ Shapes:
 """
 from __future__ import annotations
 
-import functools
 import operator
 
 import polars as pl
 
+from dpquery.engine.prepare import ROW_RANK
 from dpquery.engine.query import And, Compare, InList, Not, Or
 
 _OPS = {"=": "__eq__", "<>": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}
@@ -28,7 +28,7 @@ def predicate_expr(pred) -> pl.Expr:
     """The query model's condition as a polars expression (no string building)."""
     if isinstance(pred, (And, Or)):  # chained & and |: OpenDP refuses all_/any_horizontal
         combine = operator.and_ if isinstance(pred, And) else operator.or_
-        return functools.reduce(combine, [predicate_expr(p) for p in pred.items])
+        return _balanced(combine, [predicate_expr(p) for p in pred.items])
     if isinstance(pred, Not):
         return ~predicate_expr(pred.item)
     col = pl.col(pred.column)
@@ -36,21 +36,45 @@ def predicate_expr(pred) -> pl.Expr:
         return getattr(col, _OPS[pred.op])(pl.lit(pred.value))
     # OpenDP 0.16 refuses is_in and is_between: spell them with comparisons
     if isinstance(pred, InList):
-        expr = functools.reduce(operator.or_, [col == pl.lit(v) for v in pred.values])
+        expr = _balanced(operator.or_, [col == pl.lit(v) for v in pred.values])
     else:
         expr = (col >= pl.lit(pred.low)) & (col <= pl.lit(pred.high))
     return ~expr if pred.negated else expr
 
 
-def base(schema: dict, where) -> pl.LazyFrame:
-    """An empty frame of the table's schema with the WHERE filter applied."""
-    frame = pl.LazyFrame(schema=schema)
-    return frame.filter(predicate_expr(where)) if where is not None else frame
+def _balanced(combine, exprs: list[pl.Expr]) -> pl.Expr:
+    """Combine pairwise, level by level: n terms nest ceil(log2 n) deep, not n.
+
+    OpenDP and polars walk expressions recursively; a left-deep chain of a
+    thousand `|` overflows the native stack and kills the process.
+    """
+    while len(exprs) > 1:
+        paired = [combine(a, b) for a, b in zip(exprs[::2], exprs[1::2])]
+        exprs = paired + exprs[len(paired) * 2:]
+    return exprs[0]
+
+
+def base(schema: dict) -> pl.LazyFrame:
+    """An empty frame of the prepared table's schema (OpenDP plans are built on it)."""
+    return pl.LazyFrame(schema=schema)
+
+
+def where(frame: pl.LazyFrame, pred) -> pl.LazyFrame:
+    """The query's WHERE filter (none: the frame as it is)."""
+    return frame.filter(predicate_expr(pred)) if pred is not None else frame
 
 
 def truncate_rows(frame: pl.LazyFrame, unit: str, k: int) -> pl.LazyFrame:
-    """Keep at most k rows per customer (a random k, fresh each query)."""
-    return frame.filter(pl.int_range(pl.len()).shuffle().over(unit) < k)
+    """Keep each customer's rows whose keyed rank is below k (see prepare.py).
+
+    `_row_rank` numbers a customer's rows 0 .. n-1, so ranking it again gives
+    itself: `int_range(len).sort_by(int_range(len).sort_by(_row_rank))` is
+    `_row_rank` spelled as a per-customer enumeration, which OpenDP recognises
+    as truncation to k rows per customer and accounts as such. Engines filter
+    `_row_rank < k` directly and keep the identical rows.
+    """
+    order = pl.int_range(pl.len()).sort_by(pl.col(ROW_RANK))
+    return frame.filter(pl.int_range(pl.len()).sort_by(order).over(unit) < k)
 
 
 def truncate_groups(frame: pl.LazyFrame, unit: str, by: list[str], k: int) -> pl.LazyFrame:

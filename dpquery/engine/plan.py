@@ -223,15 +223,17 @@ class _Context:
 
     def lazyframe(self, shape: str, stats: list[Stat], scales: list[float | None]) -> pl.LazyFrame:
         ds, q = self.table.dataset, self.request.query
-        frame = frames.base(self.table.schema, q.where)
+        frame = frames.base(self.table.schema)
         exprs = [s.expr(sc) for s, sc in zip(stats, scales)]
-        if shape == "rows":
+        if shape == "rows":  # bound first (keyed, as every engine does), then WHERE
             frame = frames.truncate_rows(frame, self.unit, ds.rows_per_customer)
+            frame = frames.where(frame, q.where)
         elif shape == "group_rows":
+            frame = frames.where(frame, q.where)
             frame = frames.truncate_rows_per_group(frame, self.unit, self.by, ds.rows_per_customer)
             frame = self._truncate_groups(frame)
         else:
-            frame = self._truncate_groups(frame)
+            frame = self._truncate_groups(frames.where(frame, q.where))
             pre = {s.pre().meta.output_name(): s.pre() for s in stats if s.pre is not None}
             frame = frames.per_customer(frame, self.unit, self.by, list(pre.values()) or [pl.len().alias("_rows")])
         return frames.aggregate(frame, self.by, exprs, self.keys)
@@ -290,10 +292,12 @@ def _scale_for(ctx: _Context, sp: StatPlan) -> float:
 
 
 def _shares(aggregates, stats: list[Stat], total: float) -> dict[str, float]:
-    """Equal split across aggregates; a ratio splits its share between num and den."""
-    per_agg = total / len(aggregates)
+    """Split across aggregates by weight (equal by default); a ratio splits its share
+    equally between num and den. dpquery.spend.exact_shares states the same split exactly."""
+    weight = {a.alias: a.weight for a in aggregates}
+    whole = sum(weight.values())
     count = {a.alias: sum(1 for s in stats if s.aggregate == a.alias) for a in aggregates}
-    return {s.column: per_agg / count[s.aggregate] for s in stats}
+    return {s.column: total * weight[s.aggregate] / whole / count[s.aggregate] for s in stats}
 
 
 def _group_parts(stats: list[Stat], shares: dict) -> list[tuple[str, list[StatPlan]]]:
