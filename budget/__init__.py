@@ -8,7 +8,8 @@ Public API: :class:`Ledger`, :class:`Amount`, :func:`parse_amount`,
 from budget.amounts import Amount, parse_amount, parse_amount_text, rho_to_epsilon
 from budget.errors import (
     BudgetExhausted, IdempotencyConflict, InvalidAmount, InvalidArgument, InvalidTransition,
-    LedgerError, LedgerFileError, PartnerSuspended, UnknownKey, UnknownPartner,
+    LedgerError, LedgerFileError, LedgerMismatch, LedgerMissing, LedgerUnavailable,
+    PartnerSuspended, UnknownKey, UnknownPartner,
     UnknownReservation,
 )
 from budget.ledger import Ledger
@@ -17,7 +18,8 @@ from budget.records import AuditEntry, DatasetBudget, KeyInfo, Partner, Principa
 __all__ = [
     "Amount", "AuditEntry", "BudgetExhausted", "DatasetBudget", "IdempotencyConflict",
     "InvalidAmount", "InvalidArgument", "InvalidTransition", "KeyInfo", "Ledger",
-    "LedgerError", "LedgerFileError", "Partner", "PartnerSuspended", "Principal",
+    "LedgerError", "LedgerFileError", "LedgerMismatch", "LedgerMissing",
+    "LedgerUnavailable", "Partner", "PartnerSuspended", "Principal",
     "Reservation", "UnknownKey", "UnknownPartner", "UnknownReservation", "parse_amount",
     "parse_amount_text", "rho_to_epsilon",
 ]

@@ -1,21 +1,21 @@
 """Reserve, commit and release: the checks and writes behind every charge.
 
-Every function here runs inside the caller's ``BEGIN IMMEDIATE`` transaction
-(``Store.write``), so a check and the write that depends on it are atomic
-across processes. Spent = HELD + COMMITTED; the per-(partner, dataset) and
+Every function here runs inside the caller's write transaction
+(``Store.write``): ``BEGIN IMMEDIATE`` on SQLite; on PostgreSQL the rows a
+charge depends on are locked first (``conn.lock_charge``), so a check and the
+write that depends on it are atomic across processes and hosts. Spent = HELD + COMMITTED; the per-(partner, dataset) and
 per-dataset global counters in ``balances`` and ``global_caps`` always equal
 the sum of the charged reservation rows.
 """
 
 from __future__ import annotations
 
-import sqlite3
 
 from budget import audit
 from budget.amounts import Amount
 from budget.errors import BudgetExhausted, IdempotencyConflict, InvalidTransition, UnknownReservation
 from budget.records import COMMITTED, HELD, RELEASED, Partner, Reservation
-from budget.store import amount_from_row, amount_params, utc_now
+from budget.store import Conn, Row, amount_from_row, amount_params, utc_now
 
 _LIMIT_TEXT = {
     "per_query": "per-query cap",
@@ -29,19 +29,21 @@ _FIX = {
 }
 
 
-def find(conn: sqlite3.Connection, partner_id: str, request_id: str) -> sqlite3.Row | None:
+def find(conn: Conn, partner_id: str, request_id: str) -> Row | None:
     return conn.execute("SELECT * FROM reservations WHERE partner_id = ? AND request_id = ?",
                         (partner_id, request_id)).fetchone()
 
 
-def load(conn: sqlite3.Connection, reservation_id: int) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM reservations WHERE id = ?", (reservation_id,)).fetchone()
+def load(conn: Conn, reservation_id: int, lock: bool = False) -> Row:
+    """The reservation row; ``lock`` also locks it until the transaction ends."""
+    row = conn.execute("SELECT * FROM reservations WHERE id = ?" + (conn.for_update if lock else ""),
+                       (reservation_id,)).fetchone()
     if row is None:
         raise UnknownReservation(f"unknown reservation id {reservation_id!r}")
     return row
 
 
-def to_record(row: sqlite3.Row, replayed: bool = False) -> Reservation:
+def to_record(row: Row, replayed: bool = False) -> Reservation:
     return Reservation(
         id=row["id"], partner_id=row["partner_id"], dataset=row["dataset"],
         request_id=row["request_id"], query_text=row["query_text"],
@@ -50,7 +52,7 @@ def to_record(row: sqlite3.Row, replayed: bool = False) -> Reservation:
     )
 
 
-def check_replay(row: sqlite3.Row, dataset: str, amount: Amount, query_text: str) -> None:
+def check_replay(row: Row, dataset: str, amount: Amount, query_text: str) -> None:
     """Refuse a request id reused for another query, dataset or cost."""
     if (row["query_text"], row["dataset"]) != (query_text, dataset) or amount_from_row(row) != amount:
         raise IdempotencyConflict(
@@ -59,7 +61,7 @@ def check_replay(row: sqlite3.Row, dataset: str, amount: Amount, query_text: str
         )
 
 
-def balance(conn: sqlite3.Connection, partner_id: str, dataset: str) -> tuple[Amount, Amount]:
+def balance(conn: Conn, partner_id: str, dataset: str) -> tuple[Amount, Amount]:
     """(budget, spent) of a partner on a dataset; zero when never set."""
     row = conn.execute("SELECT * FROM balances WHERE partner_id = ? AND dataset = ?",
                        (partner_id, dataset)).fetchone()
@@ -68,7 +70,7 @@ def balance(conn: sqlite3.Connection, partner_id: str, dataset: str) -> tuple[Am
     return amount_from_row(row, "budget_"), amount_from_row(row, "spent_")
 
 
-def global_position(conn: sqlite3.Connection, dataset: str) -> tuple[Amount | None, Amount]:
+def global_position(conn: Conn, dataset: str) -> tuple[Amount | None, Amount]:
     """(cap or None, spent by all partners) of a dataset."""
     row = conn.execute("SELECT * FROM global_caps WHERE dataset = ?", (dataset,)).fetchone()
     if row is None:
@@ -77,7 +79,7 @@ def global_position(conn: sqlite3.Connection, dataset: str) -> tuple[Amount | No
     return cap, amount_from_row(row, "spent_")
 
 
-def refusal(conn: sqlite3.Connection, partner: Partner, dataset: str,
+def refusal(conn: Conn, partner: Partner, dataset: str,
             amount: Amount) -> BudgetExhausted | None:
     """The first limit ``amount`` would break: per-query cap, partner budget, global cap."""
     if partner.per_query_cap is not None and not amount <= partner.per_query_cap:
@@ -101,16 +103,17 @@ def _exhausted(limit: str, partner: Partner, dataset: str, requested: Amount,
                            partner_id=partner.id, dataset=dataset)
 
 
-def hold(conn: sqlite3.Connection, partner_id: str, dataset: str, amount: Amount,
+def hold(conn: Conn, partner_id: str, dataset: str, amount: Amount,
          request_id: str, query_text: str, released_id: int | None) -> int:
     """Write the HELD row (or re-hold a RELEASED one) and add to both counters."""
     now = utc_now()
     if released_id is None:
-        cur = conn.execute(
+        reservation_id = conn.execute(
             "INSERT INTO reservations (partner_id, dataset, request_id, query_text, epsilon,"
-            " delta, rho, status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (partner_id, dataset, request_id, query_text, *amount_params(amount), HELD, now, now))
-        reservation_id = cur.lastrowid
+            " delta, rho, status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+            " RETURNING id",
+            (partner_id, dataset, request_id, query_text, *amount_params(amount), HELD, now,
+             now)).fetchall()[0][0]
     else:
         conn.execute("UPDATE reservations SET status = ?, updated_at = ? WHERE id = ?",
                      (HELD, now, released_id))
@@ -119,9 +122,9 @@ def hold(conn: sqlite3.Connection, partner_id: str, dataset: str, amount: Amount
     return reservation_id
 
 
-def commit(conn: sqlite3.Connection, reservation_id: int, actor: str) -> Reservation:
+def commit(conn: Conn, reservation_id: int, actor: str) -> Reservation:
     """HELD -> COMMITTED (idempotent). Committing a RELEASED hold is a bug: refused."""
-    row = load(conn, reservation_id)
+    row = load(conn, reservation_id, lock=True)
     if row["status"] == RELEASED:
         raise InvalidTransition(
             f"reservation {reservation_id} was released; noise must not be drawn for it "
@@ -131,9 +134,11 @@ def commit(conn: sqlite3.Connection, reservation_id: int, actor: str) -> Reserva
     return to_record(load(conn, reservation_id))
 
 
-def release(conn: sqlite3.Connection, reservation_id: int, actor: str, reason: str) -> Reservation:
+def release(conn: Conn, reservation_id: int, actor: str, reason: str) -> Reservation:
     """HELD -> RELEASED and the hold returned (idempotent). COMMITTED stays charged."""
     row = load(conn, reservation_id)
+    conn.lock_charge(row["partner_id"], row["dataset"])  # same lock order as reserve
+    row = load(conn, reservation_id, lock=True)
     if row["status"] == COMMITTED:
         raise InvalidTransition(
             f"reservation {reservation_id} is committed: noise was drawn, the charge stays")
@@ -143,7 +148,7 @@ def release(conn: sqlite3.Connection, reservation_id: int, actor: str, reason: s
     return to_record(load(conn, reservation_id))
 
 
-def _set_status(conn: sqlite3.Connection, row: sqlite3.Row, status: str, actor: str,
+def _set_status(conn: Conn, row: Row, status: str, actor: str,
                 outcome: str, reason: str = "") -> None:
     conn.execute("UPDATE reservations SET status = ?, updated_at = ? WHERE id = ?",
                  (status, utc_now(), row["id"]))
@@ -152,7 +157,7 @@ def _set_status(conn: sqlite3.Connection, row: sqlite3.Row, status: str, actor: 
                  query_text=row["query_text"], amount=amount_from_row(row), reason=reason)
 
 
-def _add_spent(conn: sqlite3.Connection, partner_id: str, dataset: str, amount: Amount,
+def _add_spent(conn: Conn, partner_id: str, dataset: str, amount: Amount,
                sign: int) -> None:
     budget, spent = balance(conn, partner_id, dataset)
     new_spent = spent + amount if sign > 0 else spent.saturating_sub(amount)

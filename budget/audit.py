@@ -1,18 +1,18 @@
 """The append-only audit log: every charge, refusal and admin action.
 
-Rows are only ever inserted; SQLite triggers (see ``store.py``) abort any
-UPDATE or DELETE of the ``audit`` table.
+Rows are only ever inserted; triggers in the database (``store/sqlite.py``,
+``store/postgres.py``) abort any UPDATE or DELETE (and, on PostgreSQL,
+TRUNCATE) of the ``audit`` table.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timezone
 
 from budget.amounts import Amount
 from budget.errors import InvalidArgument
 from budget.records import AuditEntry
-from budget.store import amount_from_row, amount_params, utc_now
+from budget.store import Conn, Row, amount_from_row, amount_params, utc_now
 
 OUTCOMES = frozenset({
     "partner_created", "key_issued", "key_revoked", "admin_key_issued",
@@ -21,7 +21,7 @@ OUTCOMES = frozenset({
 })
 
 
-def record(conn: sqlite3.Connection, *, actor: str, outcome: str,
+def record(conn: Conn, *, actor: str, outcome: str,
            partner_id: str | None = None, dataset: str | None = None,
            request_id: str | None = None, query_text: str | None = None,
            amount: Amount | None = None, reason: str = "") -> None:
@@ -35,7 +35,7 @@ def record(conn: sqlite3.Connection, *, actor: str, outcome: str,
     )
 
 
-def entries(conn: sqlite3.Connection, partner_id: str | None = None,
+def entries(conn: Conn, partner_id: str | None = None,
             since: str | datetime | None = None) -> list[AuditEntry]:
     """Audit rows in order, optionally for one partner and from a UTC time on."""
     sql, params = "SELECT * FROM audit WHERE 1=1", []
@@ -61,7 +61,7 @@ def normalise_time(value: str | datetime) -> str:
     return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _entry(row: sqlite3.Row) -> AuditEntry:
+def _entry(row: Row) -> AuditEntry:
     return AuditEntry(
         seq=row["seq"], at=row["at"], actor=row["actor"], partner_id=row["partner_id"],
         dataset=row["dataset"], request_id=row["request_id"], query_text=row["query_text"],

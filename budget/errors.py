@@ -102,3 +102,34 @@ class LedgerFileError(LedgerError):
     """The ledger file cannot be used (newer schema, not a ledger, ...)."""
 
     code = "ledger_file_error"
+
+
+class LedgerMissing(LedgerFileError):
+    """No initialised ledger where one is configured: never silently replaced by a new one."""
+
+    code = "ledger_missing"
+
+    def __init__(self, location: str, detail: str = "it does not exist"):
+        super().__init__(
+            f"no ledger at {location} ({detail}); a ledger is created only by "
+            f"`dpquery admin init` (or the demo's first `dpquery serve`). If it was moved, "
+            f"restore it; if it was lost, restore it from a backup"
+        )
+        self.location = location
+
+
+class LedgerMismatch(LedgerFileError):
+    """The configured ledger is not the one this installation was started with."""
+
+    code = "ledger_mismatch"
+
+
+class LedgerUnavailable(LedgerError):
+    """The ledger cannot be reached now (database down, file gone, lock timeout).
+
+    Nothing was charged by the call that raised it, except when the connection
+    broke while committing: then the charge may have been recorded, and a retry
+    with the same request id is not charged again.
+    """
+
+    code = "ledger_unavailable"

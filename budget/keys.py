@@ -12,12 +12,11 @@ import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 
 from budget import audit
 from budget.errors import UnknownKey
 from budget.records import IssuedKey, KeyInfo
-from budget.store import utc_now
+from budget.store import Conn, Row, utc_now
 
 PREFIXES = {"partner": "dpq_", "admin": "dpqa_"}
 _KEY = re.compile(r"(dpqa?)_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
@@ -33,7 +32,7 @@ def _new_key(role: str) -> tuple[str, str]:
     return key_id, f"{PREFIXES[role]}{key_id}_{secrets.token_urlsafe(32)}"
 
 
-def issue(conn: sqlite3.Connection, role: str, partner_id: str | None, actor: str) -> IssuedKey:
+def issue(conn: Conn, role: str, partner_id: str | None, actor: str) -> IssuedKey:
     """Create a key inside the caller's transaction; the only time it is seen."""
     key_id, key = _new_key(role)
     conn.execute(
@@ -47,9 +46,9 @@ def issue(conn: sqlite3.Connection, role: str, partner_id: str | None, actor: st
     return IssuedKey(key_id=key_id, key=key)
 
 
-def revoke(conn: sqlite3.Connection, key_id: str, actor: str, reason: str) -> KeyInfo:
+def revoke(conn: Conn, key_id: str, actor: str, reason: str) -> KeyInfo:
     """Mark a key revoked (idempotent: a second revoke keeps the first time)."""
-    info = get(conn, key_id)
+    info = get(conn, key_id, lock=True)
     if info.revoked_at is None:
         conn.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (utc_now(), key_id))
         audit.record(conn, actor=actor, outcome="key_revoked", partner_id=info.partner_id,
@@ -57,20 +56,21 @@ def revoke(conn: sqlite3.Connection, key_id: str, actor: str, reason: str) -> Ke
     return get(conn, key_id)
 
 
-def get(conn: sqlite3.Connection, key_id: str) -> KeyInfo:
-    row = conn.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+def get(conn: Conn, key_id: str, lock: bool = False) -> KeyInfo:
+    row = conn.execute("SELECT * FROM api_keys WHERE key_id = ?" + (conn.for_update if lock else ""),
+                       (key_id,)).fetchone()
     if row is None:
         raise UnknownKey(f"unknown key id {key_id!r}; see key ids with `partner show`")
     return _info(row)
 
 
-def for_partner(conn: sqlite3.Connection, partner_id: str) -> list[KeyInfo]:
+def for_partner(conn: Conn, partner_id: str) -> list[KeyInfo]:
     rows = conn.execute("SELECT * FROM api_keys WHERE partner_id = ? ORDER BY created_at",
                         (partner_id,)).fetchall()
     return [_info(row) for row in rows]
 
 
-def match(conn: sqlite3.Connection, key: object) -> sqlite3.Row | None:
+def match(conn: Conn, key: object) -> Row | None:
     """The stored row of a valid, unrevoked key, else None.
 
     The hash comparison uses ``hmac.compare_digest``; an unknown key id is
@@ -90,7 +90,7 @@ def match(conn: sqlite3.Connection, key: object) -> sqlite3.Row | None:
     return row
 
 
-def _info(row: sqlite3.Row) -> KeyInfo:
+def _info(row: Row) -> KeyInfo:
     return KeyInfo(key_id=row["key_id"], role=row["role"], partner_id=row["partner_id"],
                    created_at=row["created_at"], created_by=row["created_by"],
                    revoked_at=row["revoked_at"])

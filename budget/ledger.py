@@ -1,7 +1,7 @@
 """The privacy-budget ledger: the only accountant of privacy spent.
 
-The ledger is durable (SQLite, see ``store.py``): a restarted process knows
-what every partner spent. A query is charged **before** noise is drawn
+The ledger is durable (SQLite for one host, PostgreSQL for several; see
+``store/``): a restarted process knows what every partner spent. A query is charged **before** noise is drawn
 (:meth:`Ledger.reserve`); the charge stays once noise is drawn
 (:meth:`Ledger.commit`), and only a request that failed before any noise was
 drawn may give its hold back (:meth:`Ledger.release`). A HELD reservation
@@ -21,20 +21,30 @@ from budget import accounting, audit, keys, partners
 from budget.amounts import Amount
 from budget.errors import IdempotencyConflict, PartnerSuspended, UnknownKey
 from budget.records import AuditEntry, DatasetBudget, KeyInfo, Partner, Principal, Reservation
-from budget.store import Store, amount_params, utc_now
+from budget.store import amount_params, open_store, utc_now
 
 _check_text = partners.check_text
 
 
 class Ledger:
-    """Partners, keys, budgets, caps, reservations and the audit, in one file.
+    """Partners, keys, budgets, caps, reservations and the audit, in one database.
 
-    Open one ``Ledger`` per process (or share one between threads); several
-    processes may open the same file at once.
+    ``location`` is a SQLite file path or a ``postgresql://`` URL. Open one
+    ``Ledger`` per process (or share one between threads); several processes
+    (and, on PostgreSQL, several hosts) may open the same ledger at once.
+
+    ``create=True`` makes the ledger if it does not exist (scripts, tests);
+    the service never does: it opens with :func:`budget.identity.open_ledger`,
+    which accepts only an existing ledger with the expected identity.
     """
 
-    def __init__(self, path: str | os.PathLike[str]):
-        self.store = Store(path)
+    def __init__(self, location: str | os.PathLike[str], *, create: bool = True):
+        self.store = open_store(location, create=create)
+
+    @property
+    def ledger_id(self) -> str:
+        """The random id given to this ledger when it was created (never changes)."""
+        return self.store.ledger_id()
 
     def close(self) -> None:
         self.store.close()
@@ -61,6 +71,7 @@ class Ledger:
         cap = None if per_query_cap is None else partners.check_amount(per_query_cap, "cap")
         purposes = partners.check_purposes(purposes)
         with self.store.write() as conn:
+            conn.lock_admin()
             partner_id = partners.unique_id(conn, name)
             conn.execute(
                 "INSERT INTO partners (id, name, status, has_cap, cap_epsilon, cap_delta,"
@@ -95,6 +106,7 @@ class Ledger:
         partners.check_amount(amount, "budget")
         self._check_admin_args(actor, reason)
         with self.store.write() as conn:
+            conn.lock_charge(partner_id, dataset)
             partners.load(conn, partner_id)
             self._write_budget(conn, partner_id, dataset, amount, actor, reason)
         return self._dataset_budget(partner_id, dataset)
@@ -231,8 +243,8 @@ class Ledger:
                 query_text: str, *, actor: str | None = None) -> Reservation:
         """Hold ``amount`` of the partner's budget on ``dataset`` before noise is drawn.
 
-        Privacy contract: one ``BEGIN IMMEDIATE`` transaction checks that the
-        partner is active, that ``amount`` is within the per-query cap, the
+        Privacy contract: one transaction that holds the partner's and the
+        dataset's locks (see ``store/``) checks that the partner is active, that ``amount`` is within the per-query cap, the
         partner's remaining budget and the dataset's remaining global cap, and
         writes a HELD row. From then on ``amount`` counts as spent, even if the
         process dies. The caller may draw noise costing at most ``amount``
@@ -260,6 +272,7 @@ class Ledger:
         return outcome
 
     def _reserve_in(self, conn, partner_id, dataset, amount, request_id, query_text, actor):
+        conn.lock_charge(partner_id, dataset)
         partner = partners.load(conn, partner_id)
         refused = None if partner.active else PartnerSuspended(partner_id)
         row = accounting.find(conn, partner_id, request_id)
@@ -311,7 +324,7 @@ class Ledger:
     @staticmethod
     def _store_answer_in(conn, reservation_id: int, answer_json: str) -> None:
         _check_text(answer_json, "answer", limit=50_000_000)
-        row = accounting.load(conn, reservation_id)
+        row = accounting.load(conn, reservation_id, lock=True)
         if row["answer"] is not None and row["answer"] != answer_json:
             raise IdempotencyConflict(
                 f"reservation {reservation_id} already has a different answer; answers are final")
@@ -389,5 +402,6 @@ class Ledger:
             return audit.entries(conn, partner_id, since)
 
     def integrity_check(self) -> str:
-        """SQLite's ``PRAGMA integrity_check``: ``"ok"`` when the file is sound."""
+        """``"ok"`` when sound: SQLite's ``PRAGMA integrity_check``; on PostgreSQL, every
+        partner's spent counter equals the sum of its charged reservations."""
         return self.store.integrity_check()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import unicodedata
 
 from budget.amounts import Amount
 from budget.errors import InvalidAmount, InvalidArgument, UnknownPartner
 from budget.records import Partner
-from budget.store import amount_from_row
+from budget.store import Conn, Row, amount_from_row
 
 _DATASET = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 MAX_SLUG = 32
@@ -23,7 +22,7 @@ def slugify(name: str) -> str:
     return slug[:MAX_SLUG].rstrip("-") or "partner"
 
 
-def unique_id(conn: sqlite3.Connection, name: str) -> str:
+def unique_id(conn: Conn, name: str) -> str:
     """A slug of ``name`` not yet used: ``ifa``, then ``ifa-2``, ``ifa-3``..."""
     base, n = slugify(name), 1
     candidate = base
@@ -33,14 +32,14 @@ def unique_id(conn: sqlite3.Connection, name: str) -> str:
     return candidate
 
 
-def load(conn: sqlite3.Connection, partner_id: str) -> Partner:
+def load(conn: Conn, partner_id: str) -> Partner:
     row = conn.execute("SELECT * FROM partners WHERE id = ?", (partner_id,)).fetchone()
     if row is None:
         raise UnknownPartner(partner_id)
     return to_record(row)
 
 
-def to_record(row: sqlite3.Row) -> Partner:
+def to_record(row: Row) -> Partner:
     cap = amount_from_row(row, "cap_") if row["has_cap"] else None
     return Partner(id=row["id"], name=row["name"], status=row["status"], per_query_cap=cap,
                    purposes=tuple(json.loads(row["purposes"])), created_at=row["created_at"])

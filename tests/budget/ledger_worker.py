@@ -1,4 +1,6 @@
-"""A separate OS process that hammers a ledger file (used by the concurrency tests).
+"""A separate OS process that hammers a ledger (used by the concurrency tests).
+
+DB is a SQLite file path or a postgresql:// URL.
 
 Usage:
   python ledger_worker.py grab DB PARTNER COUNT PREFIX START_AT
@@ -22,7 +24,7 @@ TENTH = Amount(epsilon=0.1)
 
 
 def grab(db: str, partner: str, count: int, prefix: str, start_at: float) -> None:
-    ledger = Ledger(db)
+    ledger = Ledger(db, create=False)
     time.sleep(max(0.0, start_at - time.time()))
     for i in range(count):
         try:
@@ -35,7 +37,7 @@ def grab(db: str, partner: str, count: int, prefix: str, start_at: float) -> Non
 
 
 def crash(db: str, partner: str, prefix: str) -> None:
-    ledger = Ledger(db)
+    ledger = Ledger(db, create=False)
     i = 0
     while True:
         r = ledger.reserve(partner, "purchases", TENTH, f"{prefix}-{i}", f"SELECT {i}")

@@ -2,22 +2,27 @@
 
 import sqlite3
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
-from budget.store import MIGRATIONS
+from budget.store.sqlite import MIGRATIONS
 
 from budget import (
     Amount, BudgetExhausted, IdempotencyConflict, InvalidArgument, InvalidTransition, Ledger,
     LedgerFileError, PartnerSuspended, UnknownKey, UnknownPartner,
 )
+from budget.store import SCHEMA_VERSION
+
+from pg_helpers import raw_error, raw_execute
 
 EPS = Amount(epsilon=0.5)
 
 
 @pytest.fixture
-def ledger(tmp_path):
-    return Ledger(tmp_path / "ledger.db")
+def ledger(location):
+    with Ledger(location) as led:
+        yield led
 
 
 @pytest.fixture
@@ -34,15 +39,15 @@ def test_partner_ids_are_unique_slugs(ledger):
     assert [p.id for p in ledger.list_partners()] == [first, second]
 
 
-def test_a_restarted_process_knows_what_was_spent(tmp_path):
-    ledger = Ledger(tmp_path / "l.db")
+def test_a_restarted_process_knows_what_was_spent(location):
+    ledger = Ledger(location)
     pid, _ = ledger.create_partner("ifa", {"purchases": Amount(epsilon=1)}, actor="a")
     ledger.commit(ledger.reserve(pid, "purchases", Amount(epsilon=0.3), "r1", "q").id)
     ledger.reserve(pid, "purchases", Amount(epsilon=0.2), "r2", "q2")  # HELD, never committed
     ledger.close()
-    reopened = Ledger(tmp_path / "l.db")
-    assert reopened.spent(pid, "purchases") == Amount(epsilon=0.5)
-    assert reopened.remaining(pid, "purchases") == Amount(epsilon=0.5)
+    with Ledger(location, create=False) as reopened:
+        assert reopened.spent(pid, "purchases") == Amount(epsilon=0.5)
+        assert reopened.remaining(pid, "purchases") == Amount(epsilon=0.5)
 
 
 def test_refusal_names_the_numbers_and_changes_only_the_audit(ledger, partner):
@@ -174,10 +179,14 @@ def test_keys_rotate_revoke_authenticate(ledger):
         ledger.revoke_key("000000000000", "t")
 
 
-def test_keys_are_stored_only_as_hashes(ledger, tmp_path):
+def test_keys_are_stored_only_as_hashes(ledger, location):
     _, key = ledger.create_partner("ifa", actor="t")
-    raw = (tmp_path / "ledger.db").read_bytes() + (tmp_path / "ledger.db-wal").read_bytes()
-    assert key.encode() not in raw and key.split("_", 2)[2].encode() not in raw
+    stored = repr(raw_execute(location, "SELECT * FROM api_keys"))
+    assert "key_id" not in stored and len(stored) > 64
+    assert key not in stored and key.split("_", 2)[2] not in stored
+    if not location.startswith("postgresql://"):
+        raw = Path(location).read_bytes() + Path(location + "-wal").read_bytes()
+        assert key.encode() not in raw and key.split("_", 2)[2].encode() not in raw
 
 
 @pytest.mark.parametrize("key", ["", "dpq_", "nonsense", None, 42, "dpq_000000000000_" + "A" * 43])
@@ -199,13 +208,21 @@ def test_admin_key_and_suspended_partner_key(ledger, partner):
     assert ledger.authenticate(forged) is None
 
 
-def test_audit_is_append_only(ledger, partner, tmp_path):
-    conn = sqlite3.connect(tmp_path / "ledger.db")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("UPDATE audit SET reason = 'nothing happened'")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("DELETE FROM audit")
-    conn.close()
+@pytest.mark.parametrize("statement", ["UPDATE audit SET reason = 'nothing happened'",
+                                       "DELETE FROM audit"])
+def test_audit_is_append_only(ledger, partner, location, statement):
+    before = ledger.ledger_entries()
+    with pytest.raises(raw_error(location), match="append-only"):
+        raw_execute(location, statement)
+    assert ledger.ledger_entries() == before
+
+
+def test_audit_cannot_be_truncated_on_postgresql(ledger, partner, location):
+    if not location.startswith("postgresql://"):
+        pytest.skip("SQLite has no TRUNCATE (DELETE is refused above)")
+    with pytest.raises(raw_error(location), match="append-only: rows cannot be truncated"):
+        raw_execute(location, "TRUNCATE audit")
+    assert len(ledger.ledger_entries()) > 0
 
 
 def test_audit_records_who_what_and_why(ledger, partner):
@@ -226,14 +243,14 @@ def test_admin_actions_need_a_reason(ledger, partner):
         ledger.set_budget(partner, "bad name!", EPS, "bob", "why")
 
 
-def test_amounts_are_stored_as_exact_text(ledger, partner, tmp_path):
+def test_amounts_are_stored_as_exact_text(ledger, partner, location):
     ledger.reserve(partner, "purchases", Amount(epsilon=0.1), "r", "q")
-    conn = sqlite3.connect(tmp_path / "ledger.db")
-    assert conn.execute("SELECT epsilon, typeof(epsilon) FROM reservations").fetchone() == (
-        "1/10", "text")
-    with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("UPDATE reservations SET epsilon = 0.1")
-    conn.close()
+    assert raw_execute(location, "SELECT epsilon FROM reservations") == [("1/10",)]
+    with pytest.raises(raw_error(location), match="(?i)check"):
+        raw_execute(location, "UPDATE reservations SET epsilon = '0.1'")
+    with pytest.raises(raw_error(location)):
+        raw_execute(location, "UPDATE reservations SET epsilon = 0.1")
+    assert ledger.spent(partner, "purchases") == Amount(epsilon=0.1)
 
 
 def test_a_version_1_ledger_is_migrated_at_open(tmp_path):
@@ -241,24 +258,26 @@ def test_a_version_1_ledger_is_migrated_at_open(tmp_path):
     conn.executescript(MIGRATIONS[0])
     conn.execute("PRAGMA user_version = 1")
     conn.close()
-    ledger = Ledger(tmp_path / "old.db")
+    ledger = Ledger(tmp_path / "old.db", create=False)
     assert ledger.store.schema_version() == len(MIGRATIONS)
     indexes = {r[0] for r in ledger.store.connection().execute(
         "SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "reservations_by_query" in indexes
+    assert len(ledger.ledger_id) == 36  # version 3 gave the old ledger an identity
     ledger.close()
 
 
-def test_schema_version_and_newer_file_refused(tmp_path):
-    ledger = Ledger(tmp_path / "l.db")
-    assert ledger.store.schema_version() == len(MIGRATIONS)
+def test_schema_version_and_newer_ledger_refused(location):
+    ledger = Ledger(location)
+    assert ledger.store.schema_version() == SCHEMA_VERSION
     ledger.close()
-    conn = sqlite3.connect(tmp_path / "l.db")
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    conn.execute("PRAGMA user_version = 99")
-    conn.close()
+    if location.startswith("postgresql://"):
+        raw_execute(location, "UPDATE ledger_schema SET version = 99")
+    else:
+        assert raw_execute(location, "PRAGMA journal_mode") == [("wal",)]
+        raw_execute(location, "PRAGMA user_version = 99")
     with pytest.raises(LedgerFileError, match="newer"):
-        Ledger(tmp_path / "l.db")
+        Ledger(location)
 
 
 def test_budget_summary(ledger, partner):

@@ -1,4 +1,4 @@
-"""Real OS processes on one ledger file: contention and SIGKILL crashes."""
+"""Real OS processes on one ledger (SQLite file or PostgreSQL database): contention, SIGKILL."""
 
 import random
 import signal
@@ -20,8 +20,8 @@ def start_worker(*args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_many_processes_get_exactly_the_budget(tmp_path):
-    db = str(tmp_path / "ledger.db")
+def test_many_processes_get_exactly_the_budget(location):
+    db = location
     ledger = Ledger(db)
     pid, _ = ledger.create_partner("ifa", {"purchases": Amount(epsilon=1)}, actor="t")
     start_at = str(time.time() + 2.0)  # every worker starts hammering at once
@@ -38,6 +38,7 @@ def test_many_processes_get_exactly_the_budget(tmp_path):
     assert ledger.spent(pid, "purchases") == Amount(epsilon=1)
     assert ledger.global_spent("purchases") == Amount(epsilon=1)
     assert ledger.integrity_check() == "ok"
+    ledger.close()
 
 
 def run_until_killed(db: str, pid: str, prefix: str, rng: random.Random,
@@ -60,8 +61,8 @@ def run_until_killed(db: str, pid: str, prefix: str, rng: random.Random,
     return [line.strip() for line in seen] + out.splitlines()
 
 
-def test_sigkill_between_reserve_and_commit_keeps_every_charge(tmp_path):
-    db = str(tmp_path / "ledger.db")
+def test_sigkill_between_reserve_and_commit_keeps_every_charge(location):
+    db = location
     ledger = Ledger(db)
     pid, _ = ledger.create_partner("ifa", {"purchases": Amount(epsilon=10**5)}, actor="t")
     rng = random.Random()
@@ -71,7 +72,8 @@ def test_sigkill_between_reserve_and_commit_keeps_every_charge(tmp_path):
             if line.startswith("reserved "):
                 _, rid, request_id = line.split()
                 reported[int(rid)] = request_id
-    after = Ledger(db)
+    ledger.close()
+    after = Ledger(db, create=False)
     rows = {r.id: r for r in after.reservations(pid)}
     assert all(rows[rid].charged and rows[rid].request_id == req for rid, req in reported.items())
     assert len({r.request_id for r in rows.values()}) == len(rows)
@@ -83,3 +85,4 @@ def test_sigkill_between_reserve_and_commit_keeps_every_charge(tmp_path):
     assert after.integrity_check() == "ok"
     reserved = sum(1 for e in after.ledger_entries(pid) if e.outcome == "reserved")
     assert reserved == len(rows)
+    after.close()

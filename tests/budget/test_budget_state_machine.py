@@ -1,4 +1,7 @@
-"""A model-based test: random reserve / commit / release / set-budget / suspend / resume."""
+"""A model-based test: random reserve / commit / release / set-budget / suspend / resume.
+
+Run on both backends: each example gets a fresh SQLite file or PostgreSQL database.
+"""
 
 import shutil
 import tempfile
@@ -7,7 +10,9 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test,
+)
 
 from budget import Amount, BudgetExhausted, Ledger, PartnerSuspended
 
@@ -16,10 +21,16 @@ DATASET = "purchases"
 
 
 class LedgerMachine(RuleBasedStateMachine):
+    #: Where each example's ledger lives; set by the test below (None: a SQLite file).
+    new_database = None
+    drop_database = None
+
     def __init__(self):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="ledger-sm-"))
-        self.ledger = Ledger(self.dir / "l.db")
+        self.location = (self.new_database() if self.new_database
+                         else str(self.dir / "l.db"))
+        self.ledger = Ledger(self.location)
         self.pid, _ = self.ledger.create_partner("p", {DATASET: Amount(epsilon=1)}, actor="t")
         self.budget, self.active = Fraction(1), True
         self.model: dict[int, tuple[str, Fraction, str]] = {}  # id -> status, eps, request id
@@ -106,9 +117,18 @@ class LedgerMachine(RuleBasedStateMachine):
     def teardown(self):
         self.ledger.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.drop_database:
+            self.drop_database(self.location)
 
 
-LedgerMachine.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=25, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow])
-TestLedgerMachine = LedgerMachine.TestCase
+SETTINGS = settings(max_examples=25, stateful_step_count=25, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_ledger_state_machine(backend, request):
+    machine = type("Machine", (LedgerMachine,), {})
+    if backend == "postgresql":
+        cluster = request.getfixturevalue("pg_cluster")
+        machine.new_database = staticmethod(cluster.create_database)
+        machine.drop_database = staticmethod(cluster.drop_database)
+    run_state_machine_as_test(machine, settings=SETTINGS)

@@ -1,4 +1,4 @@
-"""SQLite storage for the ledger: WAL, synchronous=FULL, migrations at open.
+"""SQLite storage for the ledger: WAL, synchronous=FULL, one host.
 
 Safe with several OS processes on one file (gunicorn workers): every
 check-and-write runs in one ``BEGIN IMMEDIATE`` transaction, which takes the
@@ -8,7 +8,10 @@ see the same remaining budget. Amounts are stored as exact TEXT fractions
 
 Connections are per thread and per process: a Store opened before ``fork``
 opens a fresh connection in the child (SQLite connections must not cross a
-fork).
+fork). Every transaction first checks that the file at the configured path is
+still the file opened (same device and inode): a ledger moved away or
+replaced while the service runs makes requests fail (``LedgerUnavailable``),
+never land in a file nobody reads.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 
-from budget.amounts import Amount, amount_from_text
-from budget.errors import LedgerFileError
+from budget.errors import LedgerFileError, LedgerMissing, LedgerUnavailable
+from budget.store.common import IDENTITY_VERSION, SCHEMA_VERSION, utc_now
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -104,41 +107,62 @@ _V2 = """
 CREATE INDEX reservations_by_query ON reservations (partner_id, query_text);
 """
 
+_V3 = """
+CREATE TABLE ledger_meta (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    ledger_id TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
+
 #: MIGRATIONS[i] takes the schema from user_version i to i + 1.
-MIGRATIONS: list[str] = [_V1, _V2]
-SCHEMA_VERSION = len(MIGRATIONS)
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
+assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
-def utc_now() -> str:
-    """Current time as a UTC ISO-8601 string with microseconds (sorts as text)."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+class SQLiteConnection(sqlite3.Connection):
+    """A connection that speaks the ledger's few dialect hooks (see postgres.py)."""
+
+    for_update = ""  # BEGIN IMMEDIATE already holds the only write lock
+
+    def lock_charge(self, partner_id: str, dataset: str) -> None:
+        """Nothing to do: the transaction holds the file's single write lock."""
+
+    def lock_admin(self) -> None:
+        """Nothing to do: the transaction holds the file's single write lock."""
 
 
-def amount_params(amount: Amount) -> tuple[str, str, str]:
-    """The exact TEXT form of an amount, in column order epsilon, delta, rho."""
-    return (str(amount.epsilon), str(amount.delta), str(amount.rho))
+class SQLiteStore:
+    """One ledger file. Open once per process; methods are thread-safe.
 
+    ``create=False`` opens only an existing, initialised ledger (else
+    ``LedgerMissing``); ``create=True`` makes the file and its schema if absent.
+    An existing ledger with an older schema is migrated at open.
+    """
 
-def amount_from_row(row: sqlite3.Row, prefix: str = "") -> Amount:
-    """Read the three TEXT fraction columns ``{prefix}epsilon`` ... of a row."""
-    return amount_from_text(row[f"{prefix}epsilon"], row[f"{prefix}delta"], row[f"{prefix}rho"])
+    backend = "sqlite"
 
-
-class Store:
-    """One ledger file. Open once per process; methods are thread-safe."""
-
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = False):
         self.path = Path(path)
+        self.location = str(self.path)
         self._local = threading.local()
         self._stale: list[sqlite3.Connection] = []
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not create and not self.path.is_file():
+            raise LedgerMissing(self.location)
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch(mode=0o600)  # an empty file is an empty SQLite database
         try:
-            self._migrate()
+            self._migrate(create)
         except sqlite3.DatabaseError as exc:
+            self.close()
             raise LedgerFileError(f"ledger {self.path} cannot be opened: {exc}") from exc
+        except LedgerFileError:
+            self.close()
+            raise
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, factory=SQLiteConnection,
                                isolation_level=None, check_same_thread=True)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -150,40 +174,53 @@ class Store:
         return conn
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's connection, reopened after a fork."""
+        """This thread's connection, reopened after a fork; the file must still be ours."""
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
             if conn is not None:
                 self._stale.append(conn)  # never close a connection inherited across fork
+            self._local.conn = None
+            try:
+                identity = _file_identity(self.path)
+            except FileNotFoundError:
+                raise LedgerMissing(self.location) from None
             conn = self._connect()
-            self._local.conn, self._local.pid = conn, os.getpid()
+            self._local.conn, self._local.pid, self._local.file = conn, os.getpid(), identity
+        elif _safe_identity(self.path) != self._local.file:
+            raise LedgerUnavailable(
+                f"ledger file {self.path} was moved, replaced or deleted while in use; "
+                f"nothing was charged. Restore the file and restart the service")
         return conn
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` transaction: committed on success, else rolled back."""
-        conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with _unavailable_on_error(self.path):
+            conn = self.connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: every query inside sees one consistent snapshot."""
-        conn = self.connection()
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
+        with _unavailable_on_error(self.path):
+            conn = self.connection()
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
 
-    def _migrate(self) -> None:
+    def _migrate(self, create: bool) -> tuple[int, int]:
         with self.write() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0 and not create:
+                raise LedgerMissing(self.location, "the file exists but holds no ledger")
             if version > SCHEMA_VERSION:
                 raise LedgerFileError(
                     f"ledger {self.path} has schema version {version}, newer than this "
@@ -192,13 +229,27 @@ class Store:
             for step in range(version, SCHEMA_VERSION):
                 for statement in _statements(MIGRATIONS[step]):
                     conn.execute(statement)
+                if step + 1 == IDENTITY_VERSION:
+                    conn.execute("INSERT INTO ledger_meta (singleton, ledger_id, created_at)"
+                                 " VALUES (1, ?, ?)", (str(uuid.uuid4()), utc_now()))
                 conn.execute(f"PRAGMA user_version = {step + 1}")
+        return version, SCHEMA_VERSION
+
+    def migrate(self) -> tuple[int, int]:
+        """Apply pending migrations (done at open too): (version before, version now)."""
+        return self._migrate(create=False)
 
     def schema_version(self) -> int:
-        return self.connection().execute("PRAGMA user_version").fetchone()[0]
+        with self.read() as conn:
+            return conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def ledger_id(self) -> str:
+        with self.read() as conn:
+            return conn.execute("SELECT ledger_id FROM ledger_meta").fetchone()[0]
 
     def integrity_check(self) -> str:
-        return self.connection().execute("PRAGMA integrity_check").fetchone()[0]
+        with self.read() as conn:
+            return conn.execute("PRAGMA integrity_check").fetchone()[0]
 
     def close(self) -> None:
         """Close this thread's connection (if opened in this process)."""
@@ -206,6 +257,28 @@ class Store:
         if conn is not None and self._local.pid == os.getpid():
             conn.close()
         self._local.conn = None
+
+
+@contextmanager
+def _unavailable_on_error(path: Path) -> Iterator[None]:
+    """SQLite failing to reach its file (I/O, locked past the timeout) -> LedgerUnavailable."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise LedgerUnavailable(f"ledger {path} cannot be used right now ({exc}); "
+                                f"nothing was charged, retry later") from exc
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _safe_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        return _file_identity(path)
+    except OSError:
+        return None
 
 
 def _statements(script: str) -> list[str]:
