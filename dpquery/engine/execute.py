@@ -10,7 +10,8 @@ import math
 
 import polars as pl
 
-from dpquery.engine.plan import RATIOS, Plan, StatPlan
+from dpquery.engine import engines, noise
+from dpquery.engine.plan import RATIOS, Plan, StatPlan, stat_sensitivity
 
 
 def release(plan: Plan) -> pl.DataFrame:
@@ -26,8 +27,33 @@ def release(plan: Plan) -> pl.DataFrame:
         by = list(plan.request.query.group_by)
         keys = plan.key_release.measurement(data).collect().select(by).sort(by)
         measurements = plan.measurements_for(keys)
-    frames = [m(data).collect() for m in measurements]
+        return _join(plan, keys, [m(data).collect() for m in measurements])
+    frames = [_release_part(plan, meas, part, sps)
+              for meas, part, (_shape, sps) in zip(measurements, plan.bounded, plan.parts)]
     return _join(plan, keys, frames)
+
+
+def _release_part(plan: Plan, meas, part, sps: list[StatPlan]) -> pl.DataFrame:
+    """One part: inside OpenDP's polars (the reference), or an engine's exact
+    aggregates plus OpenDP's vector noise at the scale the plan accepted."""
+    if part is None or plan.table.engine == "polars":
+        return meas(plan.table.frame).collect()
+    exact = _complete(engines.aggregate(plan.table.engine, plan.table, part), part, plan.keys)
+    noisy = {sp.stat.column: noise.release(exact[sp.stat.column].to_list(), sp.param, plan.measure,
+                                           stat_sensitivity(part, sp, plan.measure), sp.share)
+             for sp in sps}
+    return pl.concat([exact.select(part.by), pl.DataFrame(noisy, schema={c: pl.Int64 for c in noisy})],
+                     how="horizontal")
+
+
+def _complete(exact: pl.DataFrame, part, keys: pl.DataFrame | None) -> pl.DataFrame:
+    """Every public key (in key order) with its exact aggregates; empty groups are 0."""
+    cells = [c.name for c in part.cells]
+    if not part.by:
+        full = exact if exact.height else pl.DataFrame({c: [None] for c in cells}, schema=exact.schema)
+    else:
+        full = keys.join(exact, on=list(part.by), how="left", nulls_equal=True, maintain_order="left")
+    return full.with_columns(pl.col(cells).fill_null(0))
 
 
 def _join(plan: Plan, keys: pl.DataFrame | None, frames: list[pl.DataFrame]) -> pl.DataFrame:
@@ -105,8 +131,8 @@ def bounding_report(plan: Plan) -> dict | None:
     """
     if plan.bounding is None:
         return None
-    meas, (num_sp, den_sp) = plan.bounding
-    row = meas(plan.table.frame).collect().row(0, named=True)
+    meas, (num_sp, den_sp), part = plan.bounding
+    row = _release_part(plan, meas, part, [num_sp, den_sp]).row(0, named=True)
     value, low, high = ratio_interval(_num(row[num_sp.stat.column]), _num(row[den_sp.stat.column]),
                                       num_sp.accuracy_half, den_sp.accuracy_half, (0.0, 1.0))
     return {"rows_per_customer": plan.table.dataset.rows_per_customer,

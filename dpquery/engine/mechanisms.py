@@ -15,7 +15,10 @@ import opendp.prelude as dp
 import polars as pl
 
 from dpquery.engine import catalog, frames
+from dpquery.engine.bounded import Cell
 from dpquery.engine.catalog import Table
+from dpquery.engine.prepare import ROW_RANK
+from dpquery.engine.query import Compare
 from dpquery.engine.query import Aggregate
 
 dp.enable_features("contrib")
@@ -33,20 +36,19 @@ class Stat:
     pre: Callable[[], pl.Expr] | None = None  # per-customer column it reads (customers shape)
     unit: float = 1.0  # the released value times `unit` is in the column's own units
     center: float = 0.0  # a ratio's numerator sums values minus this (column units)
+    cell: Cell | None = None  # the exact aggregate engines compute (None: OpenDP's polars only)
 
 
 def stats_for(agg: Aggregate, table: Table, groups: int) -> list[Stat]:
     """The noisy statistics an aggregate is computed from."""
     ds, a = table.dataset, agg.alias
     if agg.kind == "count":
-        return [Stat(a, a, "value", "rows", lambda s: dp.len(scale=s, signed=True).alias(a))]
+        return [_len_stat(a, a, "value", "rows")]
     if agg.kind == "count_customers":
-        return [Stat(a, a, "value", "customers", lambda s: dp.len(scale=s, signed=True).alias(a))]
+        return [_len_stat(a, a, "value", "customers")]
     if agg.kind == "purchase_rate":
         num, den = f"{a}.num", f"{a}.den"
-        return [Stat(num, a, "num", "customers", lambda s: pl.col(num).dp.sum((0, 1), scale=s),
-                     pre=lambda: frames.matched_flag(agg.condition, num)),
-                Stat(den, a, "den", "customers", lambda s: dp.len(scale=s, signed=True).alias(den))]
+        return [_flag_stat(num, a, agg.condition), _len_stat(den, a, "den", "customers")]
     col = ds.columns[agg.column]
     if agg.kind == "quantile":
         cands = [float(c) for c in (col.quantile_candidates or _default_candidates(col))]
@@ -58,6 +60,18 @@ def stats_for(agg: Aggregate, table: Table, groups: int) -> list[Stat]:
     return _avg_stats(a, source, bounds, unit)
 
 
+def _len_stat(name: str, agg: str, role: str, shape: str) -> Stat:
+    return Stat(name, agg, role, shape, lambda s: dp.len(scale=s, signed=True).alias(name),
+                cell=Cell(name, "len"))
+
+
+def _flag_stat(name: str, agg: str, condition) -> Stat:
+    """Customers with at least one row matching `condition` (0 or 1 per customer and group)."""
+    return Stat(name, agg, "num", "customers", lambda s: pl.col(name).dp.sum((0, 1), scale=s),
+                pre=lambda: frames.matched_flag(condition, name),
+                cell=Cell(name, "flag", condition=condition))
+
+
 def _avg_stats(a: str, source: str, bounds, unit: float) -> list[Stat]:
     """AVG = center + Σ(value − center) / count, the center at the clamp range's midpoint.
 
@@ -67,10 +81,11 @@ def _avg_stats(a: str, source: str, bounds, unit: float) -> list[Stat]:
     num, den = f"{a}.num", f"{a}.den"
     mid = (bounds[0] + bounds[1]) // 2 if isinstance(bounds[0], int) else (bounds[0] + bounds[1]) / 2
     centred = (bounds[0] - mid, bounds[1] - mid)
+    cell = Cell(num, "sum", source, bounds, mid) if isinstance(mid, int) else None
     return [Stat(num, a, "num", "rows",
                  lambda s: (pl.col(source) - mid).dp.sum(centred, scale=s).alias(num),
-                 unit=unit, center=mid * unit),
-            Stat(den, a, "den", "rows", lambda s: dp.len(scale=s, signed=True).alias(den))]
+                 unit=unit, center=mid * unit, cell=cell),
+            _len_stat(den, a, "den", "rows")]
 
 
 def summable(col):
@@ -90,14 +105,16 @@ def _sum_stat(agg: Aggregate, col, source: str, bounds, unit: float, table: Tabl
               groups: int) -> Stat:
     """SUM over bounded rows, or over clamped customer totals where that is less noisy."""
     a = agg.alias
+    integer = isinstance(bounds[0], int)
     rows = Stat(a, a, "value", "rows", lambda s: pl.col(source).dp.sum(bounds, scale=s).alias(a),
-                unit=unit)
+                unit=unit, cell=Cell(a, "sum", source, bounds) if integer else None)
     if col.customer_total_upper is None or col.lower < 0:
         return rows
     top = col.customer_total_upper / unit
     total = (0, math.ceil(top)) if col.resolution else (0.0, float(top))
     totals = Stat(a, a, "value", "customers", lambda s: pl.col(a).dp.sum(total, scale=s).alias(a),
-                  pre=lambda: frames.customer_total(source, bounds[0], bounds[1], a), unit=unit)
+                  pre=lambda: frames.customer_total(source, bounds[0], bounds[1], a), unit=unit,
+                  cell=Cell(a, "total", source, bounds, total_bounds=total) if integer else None)
     return totals if groups * total[1] < table.dataset.rows_per_customer * bounds[1] else rows
 
 
@@ -108,15 +125,17 @@ def _default_candidates(col) -> list[float]:
 
 def keys_stat(shape: str) -> Stat:
     """A hidden count that OpenDP thresholds to release keys without a public domain."""
-    name = f"_keys.{shape}"
+    name = f"_keys.{shape}"  # released by OpenDP's thresholding: the reference engine only
     return Stat(name, name, "keys", shape, lambda s: dp.len(scale=s, signed=True).alias(name))
 
 
 def truncation_stats(rows_per_customer: int) -> list[Stat]:
-    """The share of customers with more rows than the bound keeps: (truncated, customers)."""
+    """The share of the query's customers some of whose matching rows the bound drops.
+
+    A matching row is dropped when its keyed rank is at or above the bound
+    (prepare.py): (customers with such a row, customers).
+    """
     num, den = "_truncated.num", "_truncated.den"
-    flag = lambda: (pl.len() > rows_per_customer).cast(pl.Int64, strict=False).fill_null(0).alias(num)
-    return [Stat(num, "_truncated", "num", "customers",
-                 lambda s: pl.col(num).dp.sum((0, 1), scale=s), pre=flag),
-            Stat(den, "_truncated", "den", "customers",
-                 lambda s: dp.len(scale=s, signed=True).alias(den))]
+    cut = Compare(ROW_RANK, ">=", rows_per_customer)
+    flag = _flag_stat(num, "_truncated", cut)
+    return [flag, _len_stat(den, "_truncated", "den", "customers")]

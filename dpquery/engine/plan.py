@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import opendp.prelude as dp
 import polars as pl
 
-from dpquery.engine import catalog, frames, mechanisms
+from dpquery.engine import bounded as bounded_mod, catalog, frames, mechanisms, noise
 from dpquery.engine.catalog import Table
 from dpquery.errors import AccuracyUnreachable, InternalError, InvalidQuery
 from dpquery.engine.mechanisms import Stat
@@ -58,7 +58,8 @@ class Plan:
     delta: float = 0.0  # charged with private key selection (the dataset's configured δ)
     key_release: "KeyRelease | None" = None
     context: "_Context | None" = None
-    bounding: "tuple | None" = None  # (measurement, [truncated, customers]) when asked for
+    bounding: "tuple | None" = None  # (measurement, [truncated, customers], Part) when asked for
+    bounded: list = field(default_factory=list)  # per part: the engine's Part, or None
 
     @property
     def private_keys(self) -> bool:
@@ -128,6 +129,7 @@ def _plan(request: Request, table: Table, total: float) -> Plan:
         for sp in sps:
             sp.param = _scale_for(ctx, sp)
     measurements = [ctx.measurement(shape, sps) for shape, sps in parts]
+    bounded = [ctx.bounded_part(shape, sps) for shape, sps in parts]
     key_release = _key_release(table, request, (total - reported) * KEYS_SHARE) \
         if private else None
     bounding = _bounding(table, request, reported, private) if reported else None
@@ -135,10 +137,11 @@ def _plan(request: Request, table: Table, total: float) -> Plan:
                 ds.delta if private else 0.0)
     for (_shape, sps), meas in zip(parts, measurements):
         _annotate(meas, sps, request.confidence)
+    _check_engine_loss(ds.measure, parts, bounded, bounding)
     return Plan(request, table, "rho" if ds.measure == "zcdp" else "epsilon", total,
                 measurements, parts, None if private else (keys.collect() if keys is not None else None),
                 _notes(request, table, key_release), ds.delta if private else 0.0,
-                key_release, ctx, bounding)
+                key_release, ctx, bounding, bounded)
 
 
 def _bounding(table: Table, request: Request, share: float, approximate: bool) -> tuple:
@@ -151,7 +154,7 @@ def _bounding(table: Table, request: Request, share: float, approximate: bool) -
         sp.param = _scale_for(ctx, sp)
     meas = ctx.measurement("customers", sps)
     _annotate(meas, sps, request.confidence)
-    return meas, sps
+    return meas, sps, ctx.bounded_part("customers", sps)
 
 
 def _placeholder_keys(table: Table, by: list[str]) -> pl.LazyFrame:
@@ -186,6 +189,24 @@ def _check_loss(measurements: list, key_release, total: float, delta: float) -> 
     eps, dlt = loss if key_release is not None else (loss, 0.0)
     if eps > total or dlt > delta:
         raise InternalError()  # OpenDP's map disagrees with the per-statistic checks
+
+
+def _check_engine_loss(measure: str, parts, bounded: list, bounding) -> None:
+    """Each engine-released statistic: OpenDP's vector map at its sensitivity fits its share.
+
+    Checked while planning, so nothing after the data is read can refuse.
+    """
+    pairs = [(part, sps) for part, (_shape, sps) in zip(bounded, parts)]
+    if bounding is not None:
+        pairs.append((bounding[2], bounding[1]))
+    name = "rho" if measure == "zcdp" else "epsilon"
+    for part, sps in pairs:
+        for sp in sps if part is not None else ():
+            noise.check(sp.param, name, stat_sensitivity(part, sp, name), sp.share)
+
+
+def stat_sensitivity(part, sp: StatPlan, measure: str) -> float:
+    return bounded_mod.sensitivity(part, sp.stat.cell, "l2" if measure == "rho" else "l1")
 
 
 def _threshold(ctx, shape: str, sps: list[StatPlan], delta: float) -> int:
@@ -242,6 +263,17 @@ class _Context:
         if not self.truncate_groups:
             return frame
         return frames.truncate_groups(frame, self.unit, self.by, self.groups)
+
+    def bounded_part(self, shape: str, sps: list[StatPlan]):
+        """The part as an engine computes it (None: only OpenDP's polars can release it)."""
+        cells = tuple(sp.stat.cell for sp in sps)
+        if shape not in ("rows", "customers") or None in cells or self.approximate:
+            return None
+        ds = self.table.dataset
+        reach = catalog.key_count(ds, self.by) or self.groups
+        return bounded_mod.Part(shape, self.unit, tuple(self.by), self.request.query.where, cells,
+                                ds.rows_per_customer, self.groups if self.truncate_groups else None,
+                                max_groups=min(reach, self.groups))
 
     def measurement(self, shape: str, sps: list[StatPlan], threshold: int | None = None):
         plan = self.lazyframe(shape, [sp.stat for sp in sps], [sp.param for sp in sps])
