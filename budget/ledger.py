@@ -19,7 +19,7 @@ from datetime import datetime
 
 from budget import accounting, audit, keys, partners
 from budget.amounts import Amount
-from budget.errors import IdempotencyConflict, PartnerSuspended, UnknownKey
+from budget.errors import IdempotencyConflict, InvalidArgument, PartnerSuspended, UnknownKey
 from budget.records import AuditEntry, DatasetBudget, KeyInfo, Partner, Principal, Reservation
 from budget.store import amount_params, open_store, utc_now
 
@@ -227,6 +227,12 @@ class Ledger:
             partners.check_amount(amount, "global cap")
         self._check_admin_args(actor, reason)
         with self.store.write() as conn:
+            spent = accounting.global_position(conn, dataset)[1]
+            if amount is not None and not spent <= amount:
+                raise InvalidArgument(
+                    f"a global cap of {amount.describe()} on {dataset!r} is below what all "
+                    f"partners already spent ({spent.describe()}); spent privacy cannot be "
+                    f"given back. Set a cap of at least {spent.describe()}")
             conn.execute(
                 "INSERT INTO global_caps (dataset, has_cap, cap_epsilon, cap_delta, cap_rho)"
                 " VALUES (?,?,?,?,?) ON CONFLICT (dataset) DO UPDATE SET has_cap ="

@@ -193,7 +193,8 @@ class PostgresStore:
         self._guard = threading.Lock()
         self._ledger_id: str | None = None
         try:
-            self._migrate(create)
+            #: schema version found at open (migrated since if older)
+            self.migrated_from, _ = self._migrate(create)
             self._ledger_id = self.ledger_id()
         except BaseException:
             self.close()

@@ -153,7 +153,8 @@ class SQLiteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.touch(mode=0o600)  # an empty file is an empty SQLite database
         try:
-            self._migrate(create)
+            #: schema version found at open (migrated since if older)
+            self.migrated_from, _ = self._migrate(create)
         except sqlite3.DatabaseError as exc:
             self.close()
             raise LedgerFileError(f"ledger {self.path} cannot be opened: {exc}") from exc

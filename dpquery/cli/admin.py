@@ -1,8 +1,16 @@
 """`dpquery admin ...`: budget administration on the command line.
 
-The ledger file comes from ``ctx.obj.ledger_path`` (set by the top-level
-``dpquery`` group); known dataset names from ``ctx.obj.dataset_names``.
-Errors print one clear line to stderr and exit with status 1.
+The ledger comes from ``ctx.obj.settings`` (``[ledger] path`` or ``url``, set
+by the top-level ``dpquery`` group); known dataset names from
+``ctx.obj.dataset_names``. Only ``admin init`` creates a ledger; every other
+command opens the existing one (see ``dpquery/ledger_access.py``). Errors
+print one clear line to stderr and exit with status 1; `partner create` with a
+name already in use exits with status 3 (nothing is created).
+
+Reasons: commands that change what a partner may spend or whether it may
+query (`set-budget`, `global-cap`, `suspend`) require --reason, kept in the
+audit log; the others (`create`, `resume`, `revoke-key`) take an optional
+--reason and record a default.
 """
 
 from __future__ import annotations
@@ -16,7 +24,10 @@ import json
 import click
 
 from budget import Amount, Ledger, LedgerError, parse_amount_text
-from budget.amounts import format_fraction
+from dpquery.present import amount_text
+from budget.copy import copy_ledger
+from budget.store import SCHEMA_VERSION, describe
+from dpquery.ledger_access import init_configured, location, open_configured
 
 ONCE_WARNING = "Store this key now: it is shown only once and cannot be recovered."
 
@@ -28,8 +39,15 @@ def _actor() -> str:
         return "cli:unknown"
 
 
+def _settings(ctx: click.Context):
+    """The loaded settings (a test may pass a namespace with ledger_path and ledger_url)."""
+    return getattr(ctx.obj, "settings", ctx.obj)
+
+
 def _ledger(ctx: click.Context) -> Ledger:
-    return Ledger(ctx.obj.ledger_path)
+    ledger = open_configured(_settings(ctx), retry_seconds=0)
+    ctx.call_on_close(ledger.close)
+    return ledger
 
 
 def _dataset(ctx: click.Context, dataset: str | None) -> str:
@@ -49,10 +67,7 @@ def _amount(epsilon: str | None, rho: str | None = None, delta: str | None = Non
 
 
 def _fmt(amount: Amount | None) -> str:
-    if amount is None:
-        return "none"
-    parts = [(n, v) for n, v in amount.components().items() if v] or [("epsilon", 0)]
-    return ", ".join(f"{n}={format_fraction(v)}" for n, v in parts)
+    return "none" if amount is None else amount_text(amount)
 
 
 def reports_errors(func):
@@ -95,19 +110,38 @@ def partner():
 @click.option("--dataset", help="dataset the budget is for (default: the only one)")
 @click.option("--per-query-cap", help="most epsilon one query may cost")
 @click.option("--purpose", "purposes", multiple=True, help="declared purpose (repeatable)")
-@click.option("--reason", default="created with the admin CLI")
+@click.option("--reason", default="created with the admin CLI",
+              help="why (optional; kept in the audit log)")
 @click.pass_context
 @reports_errors
 def partner_create(ctx, name, epsilon, rho, delta, dataset, per_query_cap, purposes, reason):
-    """Create partner NAME with a budget; prints its first API key once."""
+    """Create partner NAME with a budget; prints its first API key once.
+
+    A name already in use is refused (exit status 3): see `partner show` and
+    `partner set-budget` to change an existing partner.
+    """
     if epsilon is None and rho is None:
         raise click.UsageError("give the budget with --epsilon (or --rho for zCDP)")
+    _refuse_existing(_ledger(ctx), name)
     budgets = {_dataset(ctx, dataset): _amount(epsilon, rho, delta)}
     cap = None if per_query_cap is None else _amount(per_query_cap)
     pid, key = _ledger(ctx).create_partner(name, budgets, cap, list(purposes), _actor(), reason)
     click.echo(f"created partner {pid}")
     click.echo(f"api key: {key}")
     click.echo(ONCE_WARNING, err=True)
+
+
+class PartnerExists(click.ClickException):
+    exit_code = 3
+
+
+def _refuse_existing(ledger: Ledger, name: str) -> None:
+    from dpquery.partner_names import existing_partner
+    taken = existing_partner(ledger, name)
+    if taken is not None:
+        raise PartnerExists(f"a partner named {name!r} already exists ({taken}); nothing was "
+                            f"created. See it with `dpquery admin partner show {taken}`, change "
+                            f"its budget with `dpquery admin partner set-budget {taken} ...`")
 
 
 @partner.command("list")
@@ -214,20 +248,84 @@ def global_cap(ctx, dataset, epsilon, rho, delta, reason):
     click.echo(f"global cap on {dataset}: {_fmt(cap)} (spent so far {_fmt(spent)})")
 
 
-@admin.command("ledger")
+@admin.command("init")
+@click.pass_context
+@reports_errors
+def init(ctx):
+    """Create the configured ledger (SQLite path or PostgreSQL url) and an admin key.
+
+    The only way to make a ledger besides the demo's first `serve --demo`. An
+    existing ledger that this installation recorded (or any, when none is
+    recorded) is left as it is.
+    """
+    ledger, created = init_configured(_settings(ctx))
+    with ledger:
+        where = describe(location(_settings(ctx)))
+        if not created:
+            click.echo(f"ledger {ledger.ledger_id} at {where} already exists; nothing to do")
+            return
+        key = ledger.create_admin_key(_actor())
+        click.echo(f"created ledger {ledger.ledger_id} at {where}")
+    click.echo(f"admin key: {key}")
+    click.echo(ONCE_WARNING, err=True)
+
+
+@admin.group("ledger", invoke_without_command=True)
 @click.option("--partner", "partner_id")
 @click.option("--since", help="ISO date or time, UTC if no zone (e.g. 2025-01-31)")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 @click.pass_context
 @reports_errors
 def ledger_listing(ctx, partner_id, since, fmt):
-    """Print the audit log: every charge, refusal and admin action."""
+    """Print the audit log: every charge, refusal and admin action.
+
+    Sub-commands: `migrate` (schema migrations), `copy` (SQLite to PostgreSQL).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     rows = []
     for entry in _ledger(ctx).ledger_entries(partner_id, since):
         row = entry.to_json()
         row["amount"] = row["amount"] if fmt == "json" else _fmt(entry.amount)
         rows.append(row)
     click.echo(_render(rows, fmt), nl=False)
+
+
+@ledger_listing.command("migrate")
+@click.pass_context
+@reports_errors
+def ledger_migrate(ctx):
+    """Apply pending schema migrations to the configured ledger (either backend)."""
+    with _ledger(ctx) as ledger:  # opening an older ledger migrates it, under a lock
+        before, now = ledger.store.migrated_from, ledger.store.schema_version()
+    where = describe(location(_settings(ctx)))
+    if before == now:
+        click.echo(f"ledger at {where} is at schema version {now} (current); nothing to do")
+    else:
+        click.echo(f"ledger at {where} migrated from schema version {before} to {now}")
+
+
+@ledger_listing.command("copy")
+@click.option("--from", "source", required=True, metavar="LEDGER",
+              help="the ledger to copy: sqlite:PATH (or a path) or postgresql://...")
+@click.option("--to", "target", required=True, metavar="LEDGER",
+              help="a new, empty ledger: postgresql://... (or sqlite:PATH)")
+@reports_errors
+def ledger_copy(source, target):
+    """Copy a whole ledger (e.g. SQLite into PostgreSQL), verified by totals.
+
+    Stop the service first. The copy keeps every id and the ledger's identity;
+    then set `[ledger] url` to the target and start the service again.
+    """
+    copied = copy_ledger(_location_arg(source), _location_arg(target))
+    rows = ", ".join(f"{n} {t}" for t, n in copied.rows.items())
+    click.echo(f"copied ledger {copied.ledger_id} to {describe(_location_arg(target))}: {rows}")
+    click.echo(f"verified: spent, budgets, global counters and the charged total "
+               f"({_fmt(copied.charged)}) are equal in both (schema version {SCHEMA_VERSION})")
+
+
+def _location_arg(value: str) -> str:
+    return value[len("sqlite:"):] if value.startswith("sqlite:") else value
 
 
 COLUMNS = ["seq", "at", "actor", "partner_id", "dataset", "request_id", "outcome", "amount",

@@ -2,6 +2,7 @@
 
 import json
 import types
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -11,12 +12,23 @@ from dpquery.cli.admin import admin
 
 
 @pytest.fixture
-def run(tmp_path):
-    obj = types.SimpleNamespace(ledger_path=tmp_path / "l.db", dataset_names=["purchases"])
+def run(tmp_path, location, request):
+    """`dpquery admin ...` on an initialised ledger of either backend."""
+    url = location if location.startswith("postgresql://") else None
+    settings = types.SimpleNamespace(ledger_path=tmp_path / "var" / "l.db" if url else Path(location),
+                                     ledger_url=url)
+    obj = types.SimpleNamespace(settings=settings, dataset_names=["purchases"])
 
     def invoke(*args: str):
         return CliRunner().invoke(admin, list(args), obj=obj)
-    invoke.ledger = lambda: Ledger(obj.ledger_path)
+
+    def ledger():
+        opened = Ledger(location, create=False)
+        request.addfinalizer(opened.close)
+        return opened
+    invoke.ledger, invoke.location, invoke.settings = ledger, location, settings
+    result = invoke("init")
+    assert result.exit_code == 0 and "created ledger" in result.stdout, result.output
     return invoke
 
 
@@ -102,7 +114,9 @@ def test_errors_are_one_clear_line_without_traceback(run, args, message):
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
 
 
-def test_a_file_that_is_not_a_ledger(run, tmp_path):
+def test_a_file_that_is_not_a_ledger(tmp_path):
     (tmp_path / "l.db").write_text("not a database " * 100)
-    result = run("partner", "list")
+    settings = types.SimpleNamespace(ledger_path=tmp_path / "l.db", ledger_url=None)
+    result = CliRunner().invoke(admin, ["partner", "list"], obj=types.SimpleNamespace(
+        settings=settings, dataset_names=["purchases"]))
     assert result.exit_code == 1 and "cannot be opened" in result.stderr
