@@ -15,7 +15,7 @@ install-test:
 	bash scripts/install_browser.sh
 
 run: install
-	$(PYTHON) -m dpquery.cli serve
+	$(PYTHON) -m dpquery.cli serve --demo
 
 test: install-test
 	$(PYTHON) -m pytest -ra

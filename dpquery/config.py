@@ -26,11 +26,17 @@ SERVER_SPEC = {
     "max_sql_chars": (int, 5000, "longer SQL text is refused (400)"),
     "rate_limit_per_minute": (int, 600, "requests per API key per minute (429 above)"),
     "query_timeout_seconds": (float, 60.0, "longest a query may run"),
+    "secure_cookies": (bool, False, "web session cookies only over HTTPS (true behind TLS)"),
+    "login_failures_per_key": (int, 5, "failed web sign-ins per key id before a lockout"),
+    "login_failures_per_ip": (int, 20, "failed web sign-ins per client address before a lockout"),
+    "login_lockout_seconds": (int, 900, "how long failed sign-ins count and a lockout lasts"),
 }
 LEDGER_SPEC = {"path": (str, "var/ledger.db", "SQLite ledger file")}
 DEMO_SPEC = {
     "customers": (int, 20000, "customers in the demo data made on first start"),
     "seed": (int, 7, "seed of the deterministic demo data"),
+    "dataset": (str, "purchases", "the one dataset `dpquery serve --demo` may write demo data "
+                "for (only under the ledger's folder, demo/)"),
 }
 ENGINE_SPEC = {
     "memory_limit": (str, "4GB", "DuckDB memory limit (prepare pass and the duckdb engine)"),

@@ -136,11 +136,16 @@ def _emit(answer: dict, fmt: str, out: Path | None) -> None:
 @click.option("--port", type=int, default=None, help="port (default from config)")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="gunicorn workers (default from config)")
+@click.option("--demo", is_flag=True, help="write demo data for the demo dataset if it has "
+              "none ([demo] dataset, under the ledger's folder; `make run` does this)")
 @click.pass_context
-def serve(ctx, host, port, workers) -> None:
-    """Run the HTTP service under gunicorn (first start makes demo data and keys)."""
+def serve(ctx, host, port, workers, demo) -> None:
+    """Run the HTTP service under gunicorn (first start makes demo keys; --demo, demo data)."""
     from dpquery.http.server import run_server
-    run_server(ctx.obj.settings, host=host, port=port, workers=workers)
+    try:
+        run_server(ctx.obj.settings, host=host, port=port, workers=workers, demo=demo)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
 
 
 def _register_admin() -> None:

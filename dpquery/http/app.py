@@ -24,7 +24,9 @@ from budget.ledger import Ledger
 from dpquery import config as config_mod
 from dpquery.errors import (DPQueryError, InternalError, InvalidRequest, NotFound,
                             PayloadTooLarge)
+from dpquery.http.headers import add_security_headers
 from dpquery.http.ratelimit import RateLimiter
+from dpquery.http.shared_store import SharedStore
 from dpquery.service import Service
 
 log = logging.getLogger("dpquery.http.app")
@@ -39,9 +41,11 @@ class MethodNotAllowed(DPQueryError):
 class State:
     """What the blueprints share within one process (one gunicorn worker)."""
 
-    def __init__(self, service: Service, limiter: RateLimiter, time_quantum: float):
+    def __init__(self, service: Service, store: SharedStore, limiter: RateLimiter,
+                 time_quantum: float):
         self.service = service
         self.ledger = service.ledger
+        self.store = store  # shared by the workers: rate limits, sign-in failures, sessions
         self.limiter = limiter
         self.time_quantum = time_quantum
 
@@ -53,14 +57,17 @@ def create_app(settings_or_test_config=None) -> Flask:
     overrides = _overrides(settings_or_test_config)
     settings = _settings(overrides.pop("SETTINGS", None))
     ledger = _ledger(overrides.pop("LEDGER", None), settings)
-    app.config.update(MAX_CONTENT_LENGTH=settings.server["max_body_bytes"])
+    app.config.update(MAX_CONTENT_LENGTH=settings.server["max_body_bytes"],
+                      SESSION_COOKIE_SECURE=settings.server["secure_cookies"],
+                      SESSION_COOKIE_HTTPONLY=True)
     app.config.update(overrides)
     if not app.secret_key:
         app.secret_key = _secret_key(settings.ledger_path.parent / "secret_key")
     app.json.sort_keys = False
     rate = app.config.get("RATE_LIMIT_PER_MINUTE", settings.server["rate_limit_per_minute"])
+    store = SharedStore(app.config.get("SHARED_STORE", runtime_path(settings)))
     app.extensions["dpquery"] = State(
-        Service.open(settings, ledger), RateLimiter(rate),
+        Service.open(settings, ledger), store, RateLimiter(store, rate),
         app.config.get("TIME_QUANTUM_SECONDS", DEFAULT_TIME_QUANTUM))
     _register(app)
     return app
@@ -90,6 +97,11 @@ def _ledger(value, settings) -> Ledger:
     path = Path(value or settings.ledger_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return Ledger(path)
+
+
+def runtime_path(settings) -> Path:
+    """The workers' shared store (rate limits, sign-in failures, web sessions)."""
+    return settings.ledger_path.parent / "runtime.db"
 
 
 def _secret_key(path: Path) -> bytes:
@@ -129,7 +141,7 @@ def _start() -> None:
 def _stamp(response):
     response.headers["X-Request-Id"] = g.get("request_id", "-")
     response.headers.setdefault("Cache-Control", "no-store")
-    return response
+    return add_security_headers(response)
 
 
 def render_error(exc: DPQueryError):

@@ -4,9 +4,15 @@
 has its own SQLite connection to the ledger and its own data scan. The ledger
 (SQLite, WAL, BEGIN IMMEDIATE) keeps charges right across workers.
 
-First start with the demo config: missing demo data is generated, and an empty
-ledger gets a demo partner and an admin key, written to `demo-keys.txt` next
-to the ledger (mode 600) and printed once.
+Demo data is written only when asked (`dpquery serve --demo`, as `make run`
+does), only for the dataset `[demo] dataset` names and only under the ledger's
+folder (`var/demo/...`): a mistyped path never receives made-up data. Any
+other dataset whose data is missing stops start-up with a message naming it.
+An empty ledger gets a demo partner and an admin key, written to
+`demo-keys.txt` next to the ledger (mode 600) and printed once.
+
+Workers run `dpquery.http.worker.Worker`: they die with their master, and
+gunicorn's own refusals (oversized headers) get the JSON error shape.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from gunicorn.app.base import BaseApplication
 
 from budget.amounts import Amount
 from budget.ledger import Ledger
+from dpquery.errors import ConfigError
 
 DEMO_PARTNER = "IFA Insurance"
 DEMO_PURPOSES = ["pricing research"]
@@ -45,17 +52,22 @@ class _Gunicorn(BaseApplication):
 
 
 def run_server(settings, host: str | None = None, port: int | None = None,
-               workers: int | None = None) -> None:
+               workers: int | None = None, demo: bool = False) -> None:
     """Serve until SIGTERM/SIGINT (gunicorn stops workers gracefully)."""
+    from dpquery.http.app import runtime_path
+    from dpquery.http.shared_store import SharedStore
     server = settings.server
     host, port = host or server["host"], port or server["port"]
+    check_data(settings, demo)
     prepare_demo(settings, f"http://{host}:{port}")
+    SharedStore(runtime_path(settings)).create()  # before the fork: workers only open it
     options = {
         "bind": f"{host}:{port}",
         "workers": workers or server["workers"],
-        "worker_class": "sync",
+        "worker_class": "dpquery.http.worker.Worker",  # sync, dies with the master
         "preload_app": False,
-        # The hard stop for a runaway query: gunicorn kills the worker (its charge stays).
+        # A backstop only: a query stops at query_timeout_seconds (504, dpquery.deadline);
+        # gunicorn kills a worker silent for longer (its charge stays).
         "timeout": int(server["query_timeout_seconds"]) + 30,
         "graceful_timeout": 10,
         "accesslog": "-",
@@ -68,13 +80,35 @@ def run_server(settings, host: str | None = None, port: int | None = None,
     _Gunicorn(settings, options).run()
 
 
-def prepare_demo(settings, url: str) -> None:
-    """First start: make missing demo data; give an empty ledger a partner and admin key."""
+def check_data(settings, demo: bool) -> None:
+    """Every dataset has data, or start-up stops; `demo` writes the demo dataset's if missing."""
     for ds in settings.datasets.values():
-        if not _has_data(ds.path):
-            print(f"no data at {ds.path}: writing demo data "
-                  f"({settings.demo['customers']:,} customers)", flush=True)
-            _write_demo_elsewhere(ds.path, settings.demo["customers"], settings.demo["seed"])
+        if _has_data(ds.path):
+            continue
+        if not (demo and is_demo_dataset(settings, ds)):
+            raise ConfigError(_missing_data(settings, ds, demo))
+        print(f"no data at {ds.path}: writing demo data "
+              f"({settings.demo['customers']:,} customers)", flush=True)
+        _write_demo_elsewhere(ds.path, settings.demo["customers"], settings.demo["seed"])
+
+
+def is_demo_dataset(settings, ds) -> bool:
+    """The dataset `[demo] dataset` names, with its path under the ledger's demo/ folder."""
+    demo_dir = (settings.ledger_path.parent / "demo").resolve()
+    return ds.name == settings.demo["dataset"] and ds.path.resolve().is_relative_to(demo_dir)
+
+
+def _missing_data(settings, ds, demo: bool) -> str:
+    where = f"datasets.{ds.name}.path"
+    hint = (f"demo data is written only for the dataset [demo] dataset names "
+            f"({settings.demo['dataset']!r}), under {settings.ledger_path.parent / 'demo'}"
+            if demo else "`dpquery serve --demo` writes demo data for the demo dataset")
+    return (f"{where}: no data at {ds.path} (expected a Parquet file, a folder of *.parquet "
+            f"files or a CSV file); fix the path in the config, or put the data there. {hint}")
+
+
+def prepare_demo(settings, url: str) -> None:
+    """First start: give an empty ledger a demo partner and an admin key."""
     settings.ledger_path.parent.mkdir(parents=True, exist_ok=True)
     with Ledger(settings.ledger_path) as ledger:  # closed before gunicorn forks
         if ledger.list_partners():

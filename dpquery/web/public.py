@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import math
 
-from flask import flash, g, redirect, render_template, request, url_for
+from flask import flash, g, make_response, redirect, render_template, request, url_for
 
 from budget.errors import PartnerSuspended
 from dpquery.web import charts, fmt
 from dpquery.web.blueprint import web_bp
 from dpquery.web.sessions import deps, sign_in, sign_out
+from dpquery.web.shared import server_setting, shared_store
+from dpquery.web.throttle import LoginThrottle, scopes
 
 HOME = {"partner": "web.console", "admin": "web.admin"}
 
@@ -25,16 +27,36 @@ def login():
     if request.method == "GET":
         return render_template("login.html")
     key = request.form.get("api_key", "").strip()
+    counters, throttle = scopes(request.remote_addr, key), _throttle()
+    wait = throttle.wait(counters)
+    if wait:
+        return _locked_out(wait)
     try:
         principal = deps().ledger.authenticate(key) if key else None
     except PartnerSuspended:
         return render_template("login.html", error="This organisation's access is suspended. "
                                "A budget administrator must resume it."), 403
     if principal is None:
+        throttle.failed(counters)
         return render_template("login.html", error="That key is not valid: it may be mistyped, "
                                "revoked, or not an API key of this service."), 401
     sign_in(principal)
     return redirect(url_for(HOME[principal.role]))
+
+
+def _throttle() -> LoginThrottle:
+    return LoginThrottle(shared_store(), server_setting("login_failures_per_ip"),
+                         server_setting("login_failures_per_key"),
+                         server_setting("login_lockout_seconds"))
+
+
+def _locked_out(seconds: int):
+    minutes = max(1, math.ceil(seconds / 60))
+    response = make_response(render_template(
+        "login.html", error="Too many failed sign-ins from this address or for this key. "
+                            f"Try again in {minutes} minute(s)."), 429)
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 @web_bp.post("/logout")

@@ -3,10 +3,15 @@
 The session holds the key id, role and partner id, never the API key. Every
 request re-checks in the ledger that the key is not revoked and the partner is
 not suspended, so revoking a key or suspending a partner ends its sessions.
+
+Each sign-in also records a random session id (its SHA-256) in the workers'
+shared store; a cookie whose id is not there is signed out. Signing out deletes
+the id, so a copied cookie stops working everywhere at once.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import secrets
 import time
@@ -18,6 +23,7 @@ from flask import (abort, current_app, flash, g, redirect, render_template, requ
 from markupsafe import Markup
 
 from dpquery.web.blueprint import web_bp
+from dpquery.web.shared import shared_store
 
 IDLE_SECONDS = 30 * 60
 MAX_SECONDS = 8 * 3600
@@ -50,13 +56,40 @@ def sign_in(principal) -> None:
     """Start a fresh session (new CSRF token: no fixation) for an authenticated key."""
     session.clear()
     now = int(time.time())
+    sid = secrets.token_urlsafe(32)
+    with shared_store().write() as db:
+        db.execute("DELETE FROM web_sessions WHERE created < ?", (now - _longest(),))
+        db.execute("INSERT INTO web_sessions (sid_hash, key_id, created) VALUES (?, ?, ?)",
+                   (_digest(sid), principal.key_id, now))
     session.update(role=principal.role, key_id=principal.key_id,
-                   partner_id=principal.partner_id, login_at=now, seen=now,
+                   partner_id=principal.partner_id, login_at=now, seen=now, sid=sid,
                    csrf=secrets.token_urlsafe(32))
 
 
 def sign_out() -> None:
+    """End the session here and on the server: its cookie is worthless from now on."""
+    sid = session.get("sid")
+    if sid:
+        with shared_store().write() as db:
+            db.execute("DELETE FROM web_sessions WHERE sid_hash = ?", (_digest(sid),))
     session.clear()
+
+
+def _live(sid) -> bool:
+    if not isinstance(sid, str):
+        return False
+    with shared_store().write() as db:
+        row = db.execute("SELECT 1 FROM web_sessions WHERE sid_hash = ?",
+                         (_digest(sid),)).fetchone()
+    return row is not None
+
+
+def _digest(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+def _longest() -> int:
+    return current_app.config.get("WEB_SESSION_MAX_SECONDS", MAX_SECONDS)
 
 
 def csrf_token() -> str:
@@ -88,8 +121,11 @@ def _current_user() -> User | None:
         return None
     now = int(time.time())
     idle = current_app.config.get("WEB_SESSION_IDLE_SECONDS", IDLE_SECONDS)
-    longest = current_app.config.get("WEB_SESSION_MAX_SECONDS", MAX_SECONDS)
-    if now - session.get("seen", 0) > idle or now - session.get("login_at", 0) > longest:
+    if not _live(session.get("sid")):
+        session.clear()
+        flash("Your session ended. Sign in again.", "info")
+        return None
+    if now - session.get("seen", 0) > idle or now - session.get("login_at", 0) > _longest():
         sign_out()
         flash("Your session expired. Sign in again.", "info")
         return None

@@ -8,21 +8,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
 import threading
 import time
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 import requests
 
 from budget import Ledger
-
-from .conftest import ROOT
+from server_helpers import Server
 
 pytestmark = pytest.mark.slow
 
@@ -40,66 +37,12 @@ print(json.dumps(out))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, tmp: Path):
-        text = (ROOT / "config.toml").read_text()
-        assert "customers = 20000" in text
-        (tmp / "config.toml").write_text(text.replace("customers = 20000", "customers = 2000"))
-        self.tmp, self.port = tmp, _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(tmp / "server.log", "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dpquery.cli", "--config", str(tmp / "config.toml"), "serve", "--port", str(self.port),
-             "--workers", "3"], stdout=self.log, stderr=subprocess.STDOUT, cwd=tmp,
-            start_new_session=True)
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.output()
-            try:
-                if requests.get(self.url + "/healthz", timeout=5).ok:
-                    return
-            except requests.RequestException:
-                time.sleep(0.2)
-        raise AssertionError("server did not start:\n" + self.output())
-
-    def workers(self) -> list[int]:
-        pids = []
-        for task in Path(f"/proc/{self.proc.pid}/task").glob("*/children"):
-            pids += [int(p) for p in task.read_text().split()]
-        return pids
-
-    def output(self) -> str:
-        self.log.flush()
-        return (self.tmp / "server.log").read_text()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     srv = Server(tmp_path_factory.mktemp("server"))
     try:
         srv.wait_ready()
-        keys = dict(line.split("=", 1) for line in
-                    (srv.tmp / "var" / "demo-keys.txt").read_text().splitlines()
-                    if "=" in line and not line.startswith("#"))
-        srv.partner_key, srv.admin_key = keys["DPQUERY_KEY"], keys["DPQUERY_ADMIN_KEY"]
+        srv.partner_key, srv.admin_key = srv.keys()
         yield srv
     finally:
         srv.stop()
