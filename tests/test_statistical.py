@@ -6,6 +6,7 @@ test can fail.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 
@@ -32,25 +33,40 @@ def tiny_frame(heavy: bool = True) -> pl.DataFrame:
         for j in range(int(rng.integers(3, 10))):
             rows.append((cid, region, "25-34", True, dt.date(2024, 1 + j % 12, 1),
                          ["snacks", "produce", "dairy"][(cid + j) % 3], float(1 + (cid * j) % 50)))
-    if heavy:
+    if heavy:  # 400 rows in Wayne, and in three more counties than its region bound of 2
         rows += [(99, "Wayne", "35-44", True, dt.date(2024, 3, 1), "snacks", 30.0)] * 400
+        rows += [(99, county, "35-44", True, dt.date(2024, 4, 1), "dairy", 4.0)
+                 for county in ("Calhoun", "Jackson", "Oakland") for _ in range(5)]
     rows.append((100, "Wayne", "25-34", False, dt.date(2024, 3, 1), "snacks", 5.0))  # not opted in
     rows.append((101, "Wayne", "25-34", True, dt.date(2024, 3, 1), "pharmacy", 5.0))  # excluded
     cols = ["customer_id", "region", "age_band", "opted_in", "purchased_on", "category", "amount"]
     return pl.DataFrame(rows, schema=cols, orient="row")
 
 
+ENGINES = ["polars", "duckdb"]
+
+
 @pytest.fixture(scope="module")
-def tables(tmp_path_factory):
+def all_tables(tmp_path_factory):
+    """(measure, heavy, engine) -> table; one bounding key, so every engine bounds alike."""
     tmp = tmp_path_factory.mktemp("tiny")
+    prepared = tmp / "prepared"
     out = {}
     for measure in ("pure", "zcdp"):
         for heavy in (True, False):
             path = tmp / f"{measure}-{heavy}.parquet"
             tiny_frame(heavy).write_parquet(path)
-            settings = make_settings(tmp, path, measure=measure, max_rows=10_000)
-            out[measure, heavy] = catalog.open_table(settings.datasets["purchases"])
+            for engine in ENGINES:
+                settings = make_settings(tmp, path, measure=measure, max_rows=10_000, engine=engine)
+                out[measure, heavy, engine] = catalog.open_table(settings.datasets["purchases"],
+                                                                 prepared, settings.engine)
     return out
+
+
+@pytest.fixture(params=ENGINES)
+def tables(request, all_tables):
+    """The tables of one engine, keyed (measure, heavy): every test runs on every engine."""
+    return {(m, h): t for (m, h, e), t in all_tables.items() if e == request.param}
 
 
 def plan_for(table, sql: str, spend: float):
@@ -184,13 +200,31 @@ def test_quantile_returns_candidates_concentrated_near_the_truth(settings):
     assert np.isin(values, nearest).mean() > 0.8
 
 
-def neighbour_epsilon_lower_bound(m, d, d_prime, threshold, n=1000) -> float:
+def neighbour_epsilon_lower_bound(release, d, d_prime, threshold, n=1000) -> float:
     """A 99.9% lower confidence bound on the privacy loss of event {output >= threshold}."""
-    hits = sum(m(d).collect().item(0, 0) >= threshold for _ in range(n))
-    hits_prime = sum(m(d_prime).collect().item(0, 0) >= threshold for _ in range(n))
+    hits = sum(release(d) >= threshold for _ in range(n))
+    hits_prime = sum(release(d_prime) >= threshold for _ in range(n))
     low = st.beta.ppf(0.0005, hits, n - hits + 1) if hits else 0.0
     high = st.beta.ppf(0.9995, hits_prime + 1, n - hits_prime)
     return math.log(low / high) if low > 0 else 0.0
+
+
+def release_on(plan, region: str | None = None):
+    """One released value of the plan run on another table (a neighbouring dataset)."""
+    def release(table):
+        out = execute.release(dataclasses.replace(plan, table=table))
+        return out.filter(pl.col("region") == region).item(0, 1) if region else out.item(0, 0)
+    return release
+
+
+def under_noised(plan, factor: float = 10):
+    """The same plan with a tenth of the noise (its share raised to match, so it runs)."""
+    shape, (sp,) = plan.parts[0]
+    weak = planner.StatPlan(sp.stat, sp.share * factor, sp.param / factor)
+    keys = plan.keys.lazy() if plan.keys is not None else None
+    ctx = planner._Context(plan.table, plan.request, keys)
+    return dataclasses.replace(plan, parts=[(shape, [weak])],
+                               measurements=[ctx.measurement(shape, [weak])])
 
 
 def test_removing_a_heavy_customer_stays_within_epsilon(tables):
@@ -200,12 +234,22 @@ def test_removing_a_heavy_customer_stays_within_epsilon(tables):
     plan = plan_for(with_heavy, "SELECT COUNT(*) AS n FROM purchases", eps)
     # the heavy customer's 400 rows are truncated to rows_per_customer
     truth = without.frame.select(pl.len()).collect().item() + with_heavy.dataset.rows_per_customer
-    real = plan.measurements[0]
-    bound = neighbour_epsilon_lower_bound(real, with_heavy.frame, without.frame, truth)
+    bound = neighbour_epsilon_lower_bound(release_on(plan), with_heavy, without, truth)
     assert bound <= eps, f"empirical privacy loss {bound:.2f} exceeds epsilon {eps}"
-    request = plan.request
-    ctx = planner._Context(with_heavy, request, None)
-    sp = plan.stats[0]
-    weak = ctx.measurement(sp.stat.shape, [planner.StatPlan(sp.stat, sp.share, sp.param / 10)])
-    weak_bound = neighbour_epsilon_lower_bound(weak, with_heavy.frame, without.frame, truth)
+    weak_bound = neighbour_epsilon_lower_bound(release_on(under_noised(plan)), with_heavy,
+                                               without, truth)
+    assert weak_bound > eps, "the check failed to catch an under-noised mechanism"
+
+
+def test_a_customer_in_more_groups_than_allowed_stays_within_epsilon(tables):
+    """Customer 99 shops in four counties; region allows two (Calhoun, Jackson: key order)."""
+    with_heavy, without = tables["pure", True], tables["pure", False]
+    eps = 1.0
+    sql = "SELECT region, COUNT(DISTINCT customer_id) AS c FROM purchases GROUP BY region"
+    plan = plan_for(with_heavy, sql, eps)
+    truth = 1  # no other customer shops in Calhoun
+    bound = neighbour_epsilon_lower_bound(release_on(plan, "Calhoun"), with_heavy, without, truth)
+    assert bound <= eps, f"empirical privacy loss {bound:.2f} exceeds epsilon {eps}"
+    weak_bound = neighbour_epsilon_lower_bound(release_on(under_noised(plan), "Calhoun"),
+                                               with_heavy, without, truth)
     assert weak_bound > eps, "the check failed to catch an under-noised mechanism"
