@@ -8,7 +8,8 @@
     answers = dp.batch([sql1, sql2], epsilon=0.1)              # one frame, a `query` column
 
 Numbers come back with stable dtypes: every aggregate's value and interval
-columns are float64 (a median's missing interval is NaN); counts are int64.
+columns are float64 (a median's missing interval is NaN); counts are int64
+(nullable Int64 in a batch frame, where other queries' rows leave them empty).
 Errors from the service raise a `DPQueryClientError` subclass chosen by the
 error code, carrying `code`, `message`, `status` and `details`.
 
@@ -280,8 +281,16 @@ def batch_frame(answers: list[dict]) -> pd.DataFrame:
         frames.append(frame)
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"query": []})
     out["query"] = out["query"].astype("int64")
+    for column in _count_columns(answers):  # absent from other queries' rows: nullable ints
+        out[column] = out[column].astype("Int64")
     out.attrs = {"answers": answers, "charged": _total([a.get("charged") for a in answers])}
     return out
+
+
+def _count_columns(answers: list[dict]) -> list[str]:
+    names = {f"{a['alias']}{suffix}" for answer in answers for a in answer.get("aggregates", [])
+             if a["kind"] in COUNTS for suffix in ("", "_ci_low", "_ci_high")}
+    return sorted(names)
 
 
 def _dry_run_frame(previews: list[dict], queries: list) -> pd.DataFrame:

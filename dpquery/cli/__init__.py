@@ -6,7 +6,6 @@ from pathlib import Path
 import click
 
 from dpquery import config as config_mod
-from dpquery.cli.output import render
 from dpquery.errors import ConfigError, DPQueryError
 
 DEFAULT_CONFIG = "config.toml"
@@ -60,15 +59,28 @@ def demo_data(customers: int, out: Path, seed: int) -> None:
                f"in {summary.files} file(s) to {out}")
 
 
+def _config_after(ctx: click.Context, _param, value: str | None) -> None:
+    """`dpquery serve --config x` works as well as `dpquery --config x serve`."""
+    if value is not None:
+        ctx.find_object(Obj).path = value
+
+
+config_option = click.option("--config", "config_after", default=None, expose_value=False,
+                             callback=_config_after, is_eager=True,
+                             help="configuration file (also accepted before the command)")
+
+
 @main.command("query")
 @click.argument("sql", required=False)
 @click.option("--local", "local", is_flag=True, help="run on the configured data directly "
               "(data owner use: no ledger, no partner)")
-@click.option("--epsilon", type=float, help="privacy spend")
-@click.option("--rho", type=float, help="privacy spend on zCDP datasets")
+@click.option("--epsilon", help="privacy spend, e.g. 0.5 (exact decimal)")
+@click.option("--rho", help="privacy spend on zCDP datasets")
 @click.option("--within", type=float, help="accuracy target instead of a spend: half-width")
 @click.option("--confidence", type=float, default=0.95, show_default=True)
-@click.option("--preview", is_flag=True, help="show spend and expected accuracy only")
+@click.option("--weight", "weights", multiple=True, metavar="ALIAS=N",
+              help="give aggregate ALIAS N times the default share of the spend (repeatable)")
+@click.option("--preview", is_flag=True, help="show spend and expected accuracy only (free)")
 @click.option("--bounding-report", is_flag=True,
               help="also estimate the share of customers the row bound cuts (10%% of the spend)")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "parquet"]),
@@ -77,58 +89,77 @@ def demo_data(customers: int, out: Path, seed: int) -> None:
 @click.option("--key", envvar="DPQUERY_KEY", help="API key (env DPQUERY_KEY)")
 @click.option("--file", "batch", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="a batch file of SQL statements separated by ';'")
-@click.option("--dry-run", is_flag=True, help="with --file: total spend, nothing charged")
+@click.option("--dry-run", is_flag=True, help="spend of each statement and the total; free")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="write the result to this file (needed for parquet)")
+@config_option
 @click.pass_context
-def query(ctx, sql, local, epsilon, rho, within, confidence, preview, bounding_report, fmt,
-          url, key, batch, dry_run, out):
-    """Run SQL locally (--local) or against a dpquery service (--url, --key)."""
-    body = _body(sql, epsilon, rho, within, confidence)
+def query(ctx, sql, local, epsilon, rho, within, confidence, weights, preview, bounding_report,
+          fmt, url, key, batch, dry_run, out):
+    """Run SQL against a dpquery service (--url, --key) or locally (--local).
+
+    A batch (--file) gives one document: one CSV or Parquet file with a
+    `query` column numbering the statements, or a JSON list.
+    """
+    from dpquery.cli.remote import Remote, run_statements, split_statements
+    if (sql is None) == (batch is None):
+        raise click.UsageError("give either the SQL text as an argument or --file batch.sql")
+    statements = split_statements(batch.read_text()) if batch else [sql]
+    if not statements:
+        raise click.UsageError(f"{batch} holds no SQL statements")
+    base = _body(epsilon, rho, within, confidence, weights)
     if bounding_report:
-        body["bounding_report"] = True
-    if local:
-        if sql is None:
-            raise click.UsageError("give the SQL text as an argument")
-        answer = _run_local(ctx.obj.settings, body, preview)
-        _emit(answer, fmt, out)
-        return
-    from dpquery.cli.remote import run_remote
-    run_remote(url=url, key=key, sql=sql, body=body, batch=batch, dry_run=dry_run,
-               preview=preview, fmt=fmt, out=out)
+        base["bounding_report"] = True
+    runner = _Local(ctx.obj.settings) if local else Remote(url, key)
+    run_statements(runner, statements, base, dry_run=dry_run, preview=preview, fmt=fmt,
+                   out=out, batch=batch is not None)
 
 
-def _body(sql, epsilon, rho, within, confidence) -> dict:
+def _body(epsilon, rho, within, confidence, weights) -> dict:
     body: dict = {"confidence": confidence}
-    if sql is not None:
-        body["sql"] = sql
     if within is not None:
         body["accuracy"] = {"within": within, "confidence": confidence}
     for name, value in (("epsilon", epsilon), ("rho", rho)):
         if value is not None:
-            body[name] = value
+            body[name] = value  # decimal text: the service charges it exactly
+    if weights:
+        body["weights"] = dict(_weight(w) for w in weights)
     return body
 
 
-def _run_local(settings, body: dict, preview: bool) -> dict:
-    """Data-owner use: plan and release directly, with no ledger involved."""
-    from dpquery.engine import catalog, plan as planner
-    from dpquery.engine.request import parse_body
-    from dpquery.service import describe_plan, release_answer
-    try:
-        tables = {n: catalog.open_table(ds, settings.prepared_dir, settings.engine)
-                  for n, ds in settings.datasets.items()}
-        request = parse_body(body, max_sql_chars=settings.server["max_sql_chars"])
-        plan = planner.build(request, catalog.check_query(request.query, tables))
-        return describe_plan(plan) if preview else release_answer(plan)
-    except (DPQueryError, FileNotFoundError) as exc:
-        raise click.ClickException(getattr(exc, "message", str(exc))) from None
+def _weight(text: str) -> tuple[str, int]:
+    alias, _, n = text.partition("=")
+    if not alias or not n.isdigit():
+        raise click.BadParameter(f"{text!r}: use ALIAS=N, e.g. --weight n=2",
+                                 param_hint="--weight")
+    return alias, int(n)
 
 
-def _emit(answer: dict, fmt: str, out: Path | None) -> None:
-    text = render(answer, fmt, out)
-    if text is not None:
-        click.echo(text)
+class _Local:
+    """Data-owner use: plan and release on the configured data, with no ledger involved."""
+
+    def __init__(self, settings):
+        from dpquery.engine import catalog
+        self.settings = settings
+        try:
+            self.tables = {n: catalog.open_table(ds, settings.prepared_dir, settings.engine)
+                           for n, ds in settings.datasets.items()}
+        except (DPQueryError, FileNotFoundError) as exc:
+            raise click.ClickException(getattr(exc, "message", str(exc))) from None
+
+    def _plan(self, body: dict):
+        from dpquery.engine import catalog, plan as planner
+        from dpquery.engine.request import parse_body
+        request = parse_body(body, max_sql_chars=self.settings.server["max_sql_chars"])
+        return planner.build(request, catalog.check_query(request.query, self.tables))
+
+    def answer(self, body: dict) -> dict:
+        from dpquery.service import release_answer
+        return release_answer(self._plan(body))
+
+    def preview(self, body: dict) -> dict:
+        from dpquery.service import describe_plan
+        return describe_plan(self._plan(body))
 
 
 @main.command("serve")
@@ -138,6 +169,7 @@ def _emit(answer: dict, fmt: str, out: Path | None) -> None:
               help="gunicorn workers (default from config)")
 @click.option("--demo", is_flag=True, help="write demo data for the demo dataset if it has "
               "none ([demo] dataset, under the ledger's folder; `make run` does this)")
+@config_option
 @click.pass_context
 def serve(ctx, host, port, workers, demo) -> None:
     """Run the HTTP service under gunicorn (first start makes demo keys; --demo, demo data)."""
