@@ -82,7 +82,7 @@ class PartnerExistsError(ConflictError):
 
 
 class TooLargeError(InvalidQueryError):
-    """413 too_large: the request body is over the service's limit."""
+    """413 too_large, 414 uri_too_long or 431 header_too_large: over the service's limits."""
 
 
 class RateLimitedError(DPQueryClientError):
@@ -114,7 +114,7 @@ BY_CODE = {
     "idempotency_conflict": IdempotencyConflictError, "query_interrupted": QueryInterruptedError,
     "partner_exists": PartnerExistsError, "rate_limited": RateLimitedError,
     "query_timeout": QueryTimeoutError, "ledger_unavailable": LedgerUnavailableError,
-    "internal": ServerError,
+    "internal": ServerError, "uri_too_long": TooLargeError, "header_too_large": TooLargeError,
 }
 RETRIED = (429, 503)
 

@@ -30,7 +30,7 @@ ERROR_CODES = [
     "invalid_query", "policy_violation", "accuracy_unreachable", "invalid_request",
     "unauthorized", "forbidden", "budget_exhausted", "not_found", "method_not_allowed",
     "idempotency_conflict", "query_interrupted", "partner_exists", "too_large", "rate_limited",
-    "internal", "ledger_unavailable", "query_timeout"]
+    "internal", "ledger_unavailable", "query_timeout", "uri_too_long", "header_too_large"]
 ERROR = {
     "type": "object", "required": ["error"],
     "properties": {"error": {
@@ -185,7 +185,8 @@ def _op(summary: str, ok: dict | None = None, body: dict | None = None, errors=(
     op = {"summary": summary, "responses": {
         status: {"description": "OK", "content": {"application/json": {"schema": ok or {
             "type": "object"}}}}}}
-    codes = set(errors) | ({"405"} if public else {"401", "403", "405", "429", "503"})
+    codes = set(errors) | ({"405", "500"} if public else {"401", "403", "405", "429", "500",
+                                                          "503"})
     if body is not None:
         codes |= {"400", "413"}
     for code in sorted(codes):
