@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import settings_for  # noqa: E402
-from dpquery import catalog, execute, frames, plan as planner  # noqa: E402
+from dpquery.engine import catalog, execute, frames, plan as planner  # noqa: E402
 from dpquery.engine.request import parse_body  # noqa: E402
 
 SIZES = {"1m": 1_000_000, "10m": 10_000_000}

@@ -36,7 +36,7 @@ import polars as pl  # noqa: E402
 import common as C  # noqa: E402  (bench/peers/common.py: the shared harness)
 from bench import bench_engine as E  # noqa: E402
 from bench.common import settings_for  # noqa: E402
-from dpquery import catalog, execute, frames, plan as planner  # noqa: E402
+from dpquery.engine import catalog, execute, frames, plan as planner  # noqa: E402
 from dpquery.engine.request import parse_body  # noqa: E402
 
 IMPORT_S = time.perf_counter() - _t

@@ -25,12 +25,19 @@ def release(plan: Plan) -> pl.DataFrame:
     keys, measurements = plan.keys, plan.measurements
     if plan.private_keys:  # first release which groups exist, then answer over them
         by = list(plan.request.query.group_by)
-        keys = plan.key_release.measurement(data).collect().select(by).sort(by)
+        keys = _kept_keys(plan.key_release.measurement(data).collect(), by,
+                          plan.table.dataset.max_groups)
         measurements = plan.measurements_for(keys)
         return _join(plan, keys, [m(data).collect() for m in measurements])
     frames = [_release_part(plan, meas, part, sps)
               for meas, part, (_shape, sps) in zip(measurements, plan.bounded, plan.parts)]
     return _join(plan, keys, frames)
+
+
+def _kept_keys(released: pl.DataFrame, by: list[str], most: int) -> pl.DataFrame:
+    """The released keys, at most `most` of them (the largest noisy counts): post-processing."""
+    count = next(c for c in released.columns if c not in by)
+    return released.sort(count, descending=True).head(most).select(by).sort(by)
 
 
 def _release_part(plan: Plan, meas, part, sps: list[StatPlan]) -> pl.DataFrame:

@@ -129,6 +129,8 @@ def _plan(request: Request, table: Table, total: float) -> Plan:
         for sp in sps:
             sp.param = _scale_for(ctx, sp)
     measurements = [ctx.measurement(shape, sps) for shape, sps in parts]
+    if private:
+        _check_key_growth(ctx, parts, measurements)
     bounded = [ctx.bounded_part(shape, sps) for shape, sps in parts]
     key_release = _key_release(table, request, (total - reported) * KEYS_SHARE) \
         if private else None
@@ -157,9 +159,30 @@ def _bounding(table: Table, request: Request, share: float, approximate: bool) -
     return meas, sps, ctx.bounded_part("customers", sps)
 
 
-def _placeholder_keys(table: Table, by: list[str]) -> pl.LazyFrame:
-    """groups_per_customer + 1 made-up keys: OpenDP's map is then as large as any release."""
-    n = catalog.groups_bound(table.dataset, by) + 1
+def _check_key_growth(ctx: "_Context", parts, measurements: list) -> None:
+    """Private keys: the plan must cost as much with as many keys as may be released.
+
+    OpenDP's map of counts and integer sums stops growing past groups + 1 keys,
+    but a float sum's rounding margin grows with every group. Checked here, with
+    `max_groups` placeholder keys (the most a release keeps), so no query is
+    refused after its keys were drawn.
+    """
+    most = ctx.with_keys(_placeholder_keys(ctx.table, ctx.by, ctx.table.dataset.max_groups))
+    for (shape, sps), planned in zip(parts, measurements):
+        if most.measurement(shape, sps).map(D_IN)[0] > planned.map(D_IN)[0] * (1 + 1e-12):
+            floats = [c for c, col in ctx.table.dataset.columns.items()
+                      if col.type == "float" and not col.resolution]
+            raise InvalidQuery(
+                "with groups that have no public list of values, a sum or average of a column "
+                "without a `resolution` gets noisier with every group released, so it cannot be "
+                f"planned in advance. Declare a `resolution` for {', '.join(floats) or 'it'} in "
+                "config.toml, or group by columns with public values")
+
+
+def _placeholder_keys(table: Table, by: list[str], n: int | None = None) -> pl.LazyFrame:
+    """n made-up keys (default groups_per_customer + 1: OpenDP's map is then as large as
+    a release of any number of keys makes it, for counts and integer sums)."""
+    n = n if n is not None else catalog.groups_bound(table.dataset, by) + 1
     cols = {c: [f"__k{i}" if table.schema[c] == pl.String else i for i in range(n)] for c in by}
     return pl.LazyFrame(cols, schema={c: table.schema[c] for c in by})
 
