@@ -7,7 +7,7 @@
     403 forbidden     a suspended partner; a partner key on an admin endpoint;
                       an admin key on a partner endpoint
     429 rate_limited  more than `rate_limit_per_minute` requests for this key
-                      (counted per worker process, see ratelimit.py)
+                      (counted across all workers, see ratelimit.py)
 """
 from __future__ import annotations
 
