@@ -1,4 +1,5 @@
-"""Property tests from /openapi.json (schemathesis): no 5xx, no 2xx without a valid key."""
+"""Property tests from /openapi.json (schemathesis): no 5xx, no 2xx without a valid key,
+and no query body the spec accepts is refused as malformed (`invalid_request`)."""
 from __future__ import annotations
 
 import pytest
@@ -10,6 +11,8 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 from dpquery.http.app import create_app  # noqa: E402
 
 from .conftest import bearer  # noqa: E402
+from .contract import errors  # noqa: E402
+from dpquery.http.openapi import QUERY_BODY  # noqa: E402
 
 PUBLIC = {"/healthz", "/openapi.json"}
 
@@ -39,4 +42,8 @@ def test_api_conforms(case, keys):
         assert not 200 <= anonymous.status_code < 300, (case.method, case.path)
     assert anonymous.status_code < 500
     role = "admin" if case.path.startswith("/v1/admin") else "partner"
-    case.call_and_validate(headers=bearer(keys[role]), checks=[not_a_server_error])
+    response = case.call_and_validate(headers=bearer(keys[role]), checks=[not_a_server_error])
+    if case.path.startswith("/v1/queries") and case.method == "POST" and \
+            response.status_code == 400 and not errors(QUERY_BODY, case.body) and \
+            "Idempotency-Key" not in response.text:  # a body the spec accepts is well-formed
+        assert response.json()["error"]["code"] != "invalid_request", (case.body, response.text)
