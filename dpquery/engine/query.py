@@ -18,12 +18,37 @@ COMPARISONS = ("=", "<>", "<", "<=", ">", ">=")
 AGGREGATES = ("count", "count_customers", "sum", "avg", "quantile", "purchase_rate")
 NEEDS_COLUMN = ("sum", "avg", "quantile")
 
+# Query-size budget, checked before anything is planned. OpenDP and polars walk a
+# condition recursively on the native stack, so an oversized one kills the worker
+# (SIGSEGV), not just the request. Measured in a subprocess with an 8 MiB stack
+# (tests/security/test_query_limits.py): ~1,550 nested NOTs, ~4,900 ANDed
+# comparisons (polars re-chains a filter's conjunction at collect) and, before
+# predicate_expr balanced its trees, ~890 IN values crashed. The limits sit far
+# below, also for threads with smaller stacks.
+MAX_IN_VALUES = 200         # values in one IN list
+MAX_CONDITION_TERMS = 500   # comparisons, IN values and BETWEENs in all of a query's conditions
+MAX_CONDITION_DEPTH = 16    # levels of AND, OR and NOT nested in one condition (a comparison is 1)
+INT_RANGE = (-2 ** 63, 2 ** 63 - 1)  # integer literals must fit the engines' 64-bit integers
+MAX_GROUP_SIZE = 10 ** 12   # largest assumed_group_size of an accuracy target (keeps it a float)
+
 
 def _check_scalar(value, where: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise InvalidQuery(f"{where}: expected a string or number literal")
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidQuery(f"{where}: numbers must be finite")
+    if isinstance(value, int) and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise InvalidQuery(f"{where}: whole numbers must lie between -2^63 and 2^63-1")
+
+
+def _finite(value) -> bool:
+    """A real number that converts to a finite float (no bool, no 10**400, no NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        return False
 
 
 @dataclass(frozen=True)
@@ -47,6 +72,9 @@ class InList:
     def __post_init__(self):
         if not self.values:
             raise InvalidQuery(f"IN list on {self.column!r} is empty")
+        if len(self.values) > MAX_IN_VALUES:
+            raise InvalidQuery(f"IN list on {self.column!r} has {len(self.values):,} values; the "
+                               f"limit is {MAX_IN_VALUES:,}. Split the query or use BETWEEN")
         for v in self.values:
             _check_scalar(v, f"IN list on {self.column!r}")
 
@@ -79,6 +107,41 @@ class Not:
 
 
 Predicate = Union[Compare, InList, Between, And, Or, Not]
+
+
+def condition_size(pred) -> tuple[int, int]:
+    """(terms, depth) of a condition, walked without recursion so any size is safe.
+
+    Terms are comparisons, IN values and BETWEENs; depth counts nested AND, OR
+    and NOT levels, a lone comparison being 1.
+    """
+    terms, depth, stack = 0, 0, [(pred, 1)]
+    while stack:
+        node, level = stack.pop()
+        depth = max(depth, level)
+        if isinstance(node, (And, Or)):
+            stack.extend((p, level + 1) for p in node.items)
+        elif isinstance(node, Not):
+            stack.append((node.item, level + 1))
+        else:
+            terms += len(node.values) if isinstance(node, InList) else 1
+    return terms, depth
+
+
+def check_size(conditions) -> None:
+    """Refuse conditions past the query-size budget (MAX_CONDITION_*), naming the limit."""
+    total = 0
+    for cond in conditions:
+        terms, depth = condition_size(cond)
+        if depth > MAX_CONDITION_DEPTH:
+            raise InvalidQuery(f"a condition nests AND, OR and NOT {depth:,} levels deep; the "
+                               f"limit is {MAX_CONDITION_DEPTH}. Flatten it (NOT NOT x is x; "
+                               "a AND (b AND c) is a AND b AND c)")
+        total += terms
+    if total > MAX_CONDITION_TERMS:
+        raise InvalidQuery(f"the query's conditions have {total:,} terms (comparisons, IN values "
+                           f"and BETWEENs); the limit is {MAX_CONDITION_TERMS:,}. Split the query "
+                           "or use BETWEEN for ranges")
 
 
 def predicate_columns(pred) -> set[str]:
@@ -137,6 +200,8 @@ class Query:
     def __post_init__(self):
         if not self.aggregates:
             raise InvalidQuery("a query needs at least one aggregate, e.g. COUNT(*)")
+        check_size([c for c in (self.where, *(a.condition for a in self.aggregates))
+                    if c is not None])
         if len(self.group_by) > 3:
             raise InvalidQuery("GROUP BY takes at most 3 columns")
         if len(set(self.group_by)) != len(self.group_by):
@@ -144,8 +209,8 @@ class Query:
         names = [a.alias for a in self.aggregates] + list(self.group_by)
         if len(set(names)) != len(names):
             raise InvalidQuery("two output columns share a name; give each aggregate its own alias (AS ...)")
-        if self.limit is not None and self.limit < 0:
-            raise InvalidQuery("LIMIT must be zero or more")
+        if self.limit is not None and not 0 <= self.limit <= INT_RANGE[1]:
+            raise InvalidQuery("LIMIT must be a whole number from 0 to 2^63-1")
         for o in self.order_by:
             if o.name not in names:
                 raise InvalidQuery(f"ORDER BY {o.name!r} is not an output column; use one of {', '.join(names)}")
@@ -166,8 +231,9 @@ class Spend:
         name = "epsilon" if self.epsilon is not None else "rho"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidQuery(f"{name} must be a number, e.g. 0.5")
-        if not (math.isfinite(value) and value > 0):
-            raise InvalidQuery(f"{name} must be positive and finite, got {value!r}")
+        if not (_finite(value) and value > 0):
+            shown = f"{value!r}" if isinstance(value, float) else "a number beyond float range"
+            raise InvalidQuery(f"{name} must be positive and finite, got {shown}")
 
     @property
     def value(self) -> float:
@@ -189,15 +255,19 @@ class AccuracyTarget:
     assumed_group_size: int | None = None
 
     def __post_init__(self):
-        if isinstance(self.within, bool) or not isinstance(self.within, (int, float)) \
-                or not (math.isfinite(self.within) and self.within > 0):
+        if not (_finite(self.within) and self.within > 0):
             raise InvalidQuery("accuracy target 'within' must be a positive number, e.g. 0.02")
-        if not 0.5 <= self.confidence < 1:
-            raise InvalidQuery("accuracy target 'confidence' must be between 0.5 and 1, e.g. 0.95")
+        if not (_finite(self.confidence) and 0.5 <= self.confidence < 1):
+            raise InvalidQuery("accuracy target 'confidence' must be a number from 0.5 to "
+                               "below 1, e.g. 0.95")
+        if self.aggregate is not None and not isinstance(self.aggregate, str):
+            raise InvalidQuery("accuracy target 'aggregate' must be the name of one of the "
+                               "query's aggregates")
         size = self.assumed_group_size
         if size is not None and not (isinstance(size, int) and not isinstance(size, bool)
-                                     and size >= 1):
-            raise InvalidQuery("'assumed_group_size' must be a whole number of at least 1")
+                                     and 1 <= size <= MAX_GROUP_SIZE):
+            raise InvalidQuery("'assumed_group_size' must be a whole number from 1 to "
+                               f"{MAX_GROUP_SIZE:,}")
 
 
 @dataclass(frozen=True)
@@ -211,8 +281,8 @@ class Request:
     bounding_report: bool = False  # also estimate the share of customers truncated
 
     def __post_init__(self):
-        if not 0.5 <= self.confidence < 1:
-            raise InvalidQuery("'confidence' must be between 0.5 and 1, e.g. 0.95")
+        if not (_finite(self.confidence) and 0.5 <= self.confidence < 1):
+            raise InvalidQuery("'confidence' must be a number from 0.5 to below 1, e.g. 0.95")
 
 
 def canonical(request: Request) -> str:

@@ -13,8 +13,8 @@ The spend is `epsilon` (or `rho` on zCDP datasets), or an `accuracy` target.
 from __future__ import annotations
 
 from dpquery.errors import InvalidQuery
-from dpquery.engine.query import (AccuracyTarget, Aggregate, And, Between, Compare, InList, Not,
-                           Or, OrderBy, Query, Request, Spend)
+from dpquery.engine.query import (MAX_CONDITION_DEPTH, AccuracyTarget, Aggregate, And, Between,
+                                  Compare, InList, Not, Or, OrderBy, Query, Request, Spend)
 from dpquery.engine.sql import parse_sql
 
 BODY_KEYS = {"sql", "query", "epsilon", "rho", "accuracy", "confidence", "purpose", "dataset",
@@ -92,7 +92,11 @@ def _aggregate(doc, i: int) -> Aggregate:
                      condition=_predicate(condition, f"{where}.condition") if condition is not None else None)
 
 
-def _predicate(doc, where: str):
+def _predicate(doc, where: str, level: int = 1):
+    if level > MAX_CONDITION_DEPTH:  # before recursing further: JSON may nest thousands deep
+        raise InvalidQuery(f"{where} nests and, or and not {_depth(doc) + level - 1:,} levels "
+                           f"deep; the limit is {MAX_CONDITION_DEPTH}. Flatten it "
+                           '({"not": {"not": x}} is x; nested "and"s are one "and")')
     if not isinstance(doc, dict):
         raise InvalidQuery(f"{where} must be an object such as "
                            '{"column": "year", "op": "=", "value": 2024}')
@@ -102,28 +106,55 @@ def _predicate(doc, where: str):
         items = _list(doc[key], f"{where}.{key}")
         if not items:
             raise InvalidQuery(f"{where}.{key} needs at least one condition")
-        return (And if key == "and" else Or)(tuple(_predicate(p, f"{where}.{key}") for p in items))
+        return (And if key == "and" else Or)(
+            tuple(_predicate(p, f"{where}.{key}", level + 1) for p in items))
     if "not" in doc:
         _only(doc, {"not"}, where)
-        return Not(_predicate(doc["not"], f"{where}.not"))
+        return Not(_predicate(doc["not"], f"{where}.not", level + 1))
     return _leaf(doc, where)
+
+
+def _depth(doc) -> int:
+    """How deep and/or/not objects nest in a JSON condition (without recursion)."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if not isinstance(node, dict):
+            continue
+        for key in ("and", "or"):
+            if isinstance(node.get(key), list):
+                stack += [(item, level + 1) for item in node[key]]
+        if "not" in node:
+            stack.append((node["not"], level + 1))
+    return deepest
 
 
 def _leaf(doc: dict, where: str):
     column = _text(doc.get("column"), f"{where}.column")
     if "in" in doc:
         _only(doc, {"column", "in", "negated"}, where)
-        return InList(column, tuple(_list(doc["in"], f"{where}.in")), bool(doc.get("negated", False)))
+        return InList(column, tuple(_list(doc["in"], f"{where}.in")), _negated(doc, where))
     if "between" in doc:
         _only(doc, {"column", "between", "negated"}, where)
         bounds = _list(doc["between"], f"{where}.between")
         if len(bounds) != 2:
             raise InvalidQuery(f"{where}.between takes [low, high]")
-        return Between(column, bounds[0], bounds[1], bool(doc.get("negated", False)))
+        return Between(column, bounds[0], bounds[1], _negated(doc, where))
     _only(doc, {"column", "op", "value"}, where)
     if "value" not in doc:
         raise InvalidQuery(f"{where} needs 'op' and 'value', 'in' or 'between'")
     return Compare(column, _text(doc.get("op", "="), f"{where}.op"), doc["value"])
+
+
+def _negated(doc: dict, where: str) -> bool:
+    return _flag(doc.get("negated", False), f"{where}.negated")
+
+
+def _flag(value, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidQuery(f"{where} must be true or false")
+    return value
 
 
 def _order(doc) -> OrderBy:
@@ -131,7 +162,8 @@ def _order(doc) -> OrderBy:
         return OrderBy(doc.lstrip("-"), doc.startswith("-"))
     if isinstance(doc, dict):
         _only(doc, {"name", "descending"}, "query.order_by")
-        return OrderBy(_text(doc.get("name"), "query.order_by.name"), bool(doc.get("descending", False)))
+        return OrderBy(_text(doc.get("name"), "query.order_by.name"),
+                       _flag(doc.get("descending", False), "query.order_by.descending"))
     raise InvalidQuery("query.order_by items are names ('-name' for descending) or objects")
 
 

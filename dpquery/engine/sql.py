@@ -15,17 +15,33 @@ from __future__ import annotations
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 from dpquery.errors import InvalidQuery
-from dpquery.engine.query import (Aggregate, And, Between, Compare, InList, Not, Or, OrderBy,
-                           Query)
+from dpquery.engine.query import (INT_RANGE, MAX_CONDITION_DEPTH, Aggregate, And, Between,
+                                  Compare, InList, Not, Or, OrderBy, Query)
 
 FUNCTIONS = "COUNT(*), COUNT(DISTINCT customer_id), SUM, AVG, MEDIAN, QUANTILE, PURCHASE_RATE"
 _COMPARE = {exp.EQ: "=", exp.NEQ: "<>", exp.LT: "<", exp.LTE: "<=", exp.GT: ">", exp.GTE: ">="}
+# Parentheses and NOTs nested in the text, counted on the tokens before sqlglot parses
+# (its parser recurses about 20 Python frames per parenthesis). Room for a condition
+# at MAX_CONDITION_DEPTH inside PURCHASE_RATE(...) and IN (...).
+MAX_NESTING = MAX_CONDITION_DEPTH + 8
+_SIGNS = (TokenType.DASH, TokenType.PLUS, TokenType.TILDE)
+_OPERANDS = (TokenType.NUMBER, TokenType.STRING, TokenType.VAR, TokenType.IDENTIFIER,
+             TokenType.R_PAREN, TokenType.STAR)
 
 
 def parse_sql(text: str, privacy_unit: str = "customer_id") -> Query:
     """Parse one SELECT statement into a `Query` (catalog checks come later)."""
+    try:
+        return _query(text, privacy_unit)
+    except RecursionError:  # a backstop: _check_nesting keeps sqlglot well inside the limit
+        raise InvalidQuery(f"the SQL nests too deeply to read; keep parentheses, NOT, signs "
+                           f"and casts under {MAX_NESTING} levels") from None
+
+
+def _query(text: str, privacy_unit: str) -> Query:
     tree = _parse(text)
     _refuse_unsupported(tree, text)
     group_by = tuple(_group_columns(tree, text))
@@ -51,6 +67,7 @@ def _parse(text: str) -> exp.Select:
     if not isinstance(text, str) or not text.strip():
         raise InvalidQuery("'sql' must be a non-empty SQL SELECT statement")
     try:
+        _check_nesting(text)
         statements = sqlglot.parse(text, dialect="postgres")
     except ParseError as err:
         first = err.errors[0] if err.errors else {}
@@ -65,6 +82,31 @@ def _parse(text: str) -> exp.Select:
     if not isinstance(tree, exp.Select):
         raise InvalidQuery(f"only SELECT queries are supported, not {tree.key.upper()}")
     return tree
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse SQL whose parentheses and prefix operators nest past MAX_NESTING, unparsed.
+
+    A level opens at '(' and closes at its ')'; a NOT (or a sign: - - - 1) adds
+    one until the next AND, OR or ',' at its own parenthesis level.
+    """
+    level, deepest, opened, previous = 0, 0, [], None
+    for token in sqlglot.Dialect.get_or_raise("postgres").tokenize(text):
+        kind = token.token_type
+        if kind == TokenType.L_PAREN:
+            opened.append(level)
+            level += 1
+        elif kind == TokenType.R_PAREN:
+            level = opened.pop() if opened else 0
+        elif kind == TokenType.NOT or (kind in _SIGNS and previous not in _OPERANDS):
+            level += 1
+        elif kind in (TokenType.AND, TokenType.OR, TokenType.COMMA):
+            level = opened[-1] + 1 if opened else 0
+        deepest, previous = max(deepest, level), kind
+    if deepest > MAX_NESTING:
+        raise InvalidQuery(f"the SQL nests parentheses, NOT and signs {deepest:,} levels deep; "
+                           f"the limit is {MAX_NESTING}. Remove redundant parentheses, double "
+                           "NOTs and repeated signs")
 
 
 def _at(text: str, line: int, col: int, message: str) -> InvalidQuery:
@@ -200,7 +242,12 @@ def _number(node, text: str) -> float:
         return -_number(node.this, text)
     if not isinstance(node, exp.Literal) or node.is_string:
         raise _node_error(text, node, "expected a number here")
-    return float(node.this) if any(c in node.this for c in ".eE") else int(node.this)
+    if any(c in node.this for c in ".eE"):
+        return float(node.this)  # beyond float range: inf, refused where it is used
+    value = int(node.this)
+    if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise _node_error(text, node, "whole numbers must lie between -2^63 and 2^63-1")
+    return value
 
 
 def _literal(node, text: str):
@@ -213,11 +260,10 @@ def _literal(node, text: str):
 
 def _predicate(node, text: str):
     """A WHERE (or PURCHASE_RATE) condition: comparisons, IN, BETWEEN, AND, OR, NOT."""
-    if isinstance(node, exp.Paren):
-        return _predicate(node.this, text)
+    node = _unparen(node)
     if isinstance(node, (exp.And, exp.Or)):
         cls = And if isinstance(node, exp.And) else Or
-        return cls((_predicate(node.left, text), _predicate(node.right, text)))
+        return cls(tuple(_predicate(p, text) for p in _operands(node)))
     if isinstance(node, exp.Not):
         inner = node.this
         if isinstance(inner, exp.In):
@@ -234,6 +280,27 @@ def _predicate(node, text: str):
             return _compare(node, op, text)
     raise _node_error(text, node, "conditions support =, <>, <, <=, >, >=, IN, BETWEEN, "
                       "AND, OR and NOT on columns and literals")
+
+
+def _unparen(node):
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
+
+
+def _operands(node) -> list:
+    """`a OR b OR c` (a left-deep chain in sqlglot, parenthesised or not) as [a, b, c].
+
+    Iterative: a chain of a thousand ORs is a thousand deep.
+    """
+    out, stack = [], [node]
+    while stack:
+        item = _unparen(stack.pop())
+        if type(item) is type(node):
+            stack += [item.right, item.left]
+        else:
+            out.append(item)
+    return out
 
 
 def _compare(node, op: str, text: str) -> Compare:

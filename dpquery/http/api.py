@@ -110,6 +110,9 @@ def json_body() -> dict:
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc.msg} at line "
                              f"{exc.lineno}, column {exc.colno}") from None
+    except RecursionError:  # the decoder recurses once per nested array or object
+        raise InvalidRequest("the request body nests arrays or objects too deeply to read; "
+                             "a query needs only a few levels") from None
     if not isinstance(body, dict):
         raise InvalidRequest(f"the request body must be a JSON object such as {EXAMPLE}")
     return body
