@@ -11,7 +11,8 @@ import math
 import polars as pl
 
 from dpquery.engine import engines, noise
-from dpquery.engine.plan import RATIOS, Plan, StatPlan, stat_sensitivity
+from dpquery.engine.plan import RATIOS, Plan, StatPlan
+from dpquery.engine.vector_plan import stat_sensitivity
 
 
 def release(plan: Plan) -> pl.DataFrame:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import opendp.prelude as dp
 import polars as pl
 
-from dpquery.engine import bounded as bounded_mod, catalog, frames, mechanisms, noise
+from dpquery.engine import bounded as bounded_mod, catalog, frames, mechanisms, vector_plan
 from dpquery.engine.catalog import Table
 from dpquery.errors import AccuracyUnreachable, InternalError, InvalidQuery
 from dpquery.engine.mechanisms import Stat
@@ -132,14 +132,18 @@ def _plan(request: Request, table: Table, total: float) -> Plan:
     if private:
         _check_key_growth(ctx, parts, measurements)
     bounded = [ctx.bounded_part(shape, sps) for shape, sps in parts]
+    catalog.check_engine_reach(table, private or None in bounded)
     key_release = _key_release(table, request, (total - reported) * KEYS_SHARE) \
         if private else None
     bounding = _bounding(table, request, reported, private) if reported else None
-    _check_loss(measurements + ([bounding[0]] if bounding else []), key_release, total,
-                ds.delta if private else 0.0)
-    for (_shape, sps), meas in zip(parts, measurements):
-        _annotate(meas, sps, request.confidence)
-    _check_engine_loss(ds.measure, parts, bounded, bounding)
+    on_engine, on_reference = _split(table, parts, measurements, bounded, bounding)
+    measure = "rho" if ds.measure == "zcdp" else "epsilon"
+    engine_loss = vector_plan.size(on_engine, measure, request.confidence)
+    _check_loss(on_reference, key_release, total - engine_loss, ds.delta if private else 0.0)
+    for (_shape, sps), meas, part in zip(parts, measurements, bounded):
+        if part is None or table.engine == "polars":
+            _annotate(meas, sps, request.confidence)
+    vector_plan.check(on_engine, measure)
     return Plan(request, table, "rho" if ds.measure == "zcdp" else "epsilon", total,
                 measurements, parts, None if private else (keys.collect() if keys is not None else None),
                 _notes(request, table, key_release), ds.delta if private else 0.0,
@@ -206,6 +210,8 @@ def _check_loss(measurements: list, key_release, total: float, delta: float) -> 
     """
     if key_release is not None:
         measurements = [key_release.measurement, *measurements]
+    if not measurements:
+        return
     composed = measurements[0] if len(measurements) == 1 else \
         dp.c.make_composition(measurements)
     loss = composed.map(D_IN)
@@ -214,22 +220,18 @@ def _check_loss(measurements: list, key_release, total: float, delta: float) -> 
         raise InternalError()  # OpenDP's map disagrees with the per-statistic checks
 
 
-def _check_engine_loss(measure: str, parts, bounded: list, bounding) -> None:
-    """Each engine-released statistic: OpenDP's vector map at its sensitivity fits its share.
-
-    Checked while planning, so nothing after the data is read can refuse.
-    """
-    pairs = [(part, sps) for part, (_shape, sps) in zip(bounded, parts)]
+def _split(table: Table, parts, measurements: list, bounded: list, bounding) -> tuple:
+    """([(Part, stats)] an engine releases, [measurements] OpenDP's polars releases)."""
+    on_engine, on_reference = [], []
+    pieces = [(part, sps, meas) for part, (_s, sps), meas in zip(bounded, parts, measurements)]
     if bounding is not None:
-        pairs.append((bounding[2], bounding[1]))
-    name = "rho" if measure == "zcdp" else "epsilon"
-    for part, sps in pairs:
-        for sp in sps if part is not None else ():
-            noise.check(sp.param, name, stat_sensitivity(part, sp, name), sp.share)
-
-
-def stat_sensitivity(part, sp: StatPlan, measure: str) -> float:
-    return bounded_mod.sensitivity(part, sp.stat.cell, "l2" if measure == "rho" else "l1")
+        pieces.append((bounding[2], bounding[1], bounding[0]))
+    for part, sps, meas in pieces:
+        if part is not None and table.engine != "polars":
+            on_engine.append((part, sps))
+        else:
+            on_reference.append(meas)
+    return on_engine, on_reference
 
 
 def _threshold(ctx, shape: str, sps: list[StatPlan], delta: float) -> int:
