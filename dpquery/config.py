@@ -43,11 +43,21 @@ ENGINE_SPEC = {
     "spill_dir": (str, "var/spill", "where DuckDB spills what exceeds memory_limit"),
     "threads": (int, 0, "DuckDB threads; 0 uses every core"),
 }
-ENGINES = ("polars", "duckdb")
+SPARK_SPEC = {
+    "master": (str, "local[2]", "Spark master (local[N], spark://, yarn, k8s://) or a Spark "
+               "Connect URL sc://host:port"),
+    "app_name": (str, "dpquery", "application name shown in the Spark UI"),
+    "conf": (dict, {}, "extra Spark configuration, e.g. {\"spark.driver.memory\" = \"2g\"}"),
+    "prepared_dir": (str, None, "where Spark writes prepared tables (a URI the cluster reads, "
+                     "e.g. s3a://bucket/dpquery/prepared); unset: the var/prepared folder"),
+}
+ENGINES = ("polars", "duckdb", "spark")
+URI_SCHEMES = ("s3a://", "s3://", "hdfs://", "abfss://", "gs://", "file:")
 DATASET_SPEC = {
     "path": (str, REQUIRED, "Parquet file, folder of Parquet files, or CSV file"),
     "engine": (str, "polars", "'polars' (the OpenDP reference: release inside OpenDP's "
-               "polars, in memory) or 'duckdb' (bounded aggregation out of core, OpenDP noise)"),
+               "polars, in memory), 'duckdb' (bounded aggregation out of core, OpenDP noise) "
+               "or 'spark' (bounded aggregation on a Spark cluster, OpenDP noise)"),
     "description": (str, "", "one line shown to partners"),
     "privacy_unit": (str, REQUIRED, "column identifying the protected person"),
     "consent_column": (str, None, "boolean column; only rows where it is true are read"),
@@ -82,6 +92,7 @@ COLUMN_SPEC = {
 }
 SECTION_SPECS = {
     "server": SERVER_SPEC, "ledger": LEDGER_SPEC, "demo": DEMO_SPEC, "engine": ENGINE_SPEC,
+    "spark": SPARK_SPEC,
     "datasets.<name>": DATASET_SPEC, "datasets.<name>.bounds": BOUNDS_SPEC,
     "datasets.<name>.policy": POLICY_SPEC, "datasets.<name>.columns.<column>": COLUMN_SPEC,
 }
@@ -163,7 +174,7 @@ def load(path: str | Path) -> Settings:
 
 def from_dict(raw: dict, base: Path = Path("."), source: Path | None = None) -> Settings:
     """Validate an already-parsed config (tests build one as a dict)."""
-    _check_keys(raw, {"server", "ledger", "demo", "engine", "datasets"}, "top level")
+    _check_keys(raw, {"server", "ledger", "demo", "engine", "spark", "datasets"}, "top level")
     server = _section(raw.get("server", {}), SERVER_SPEC, "server")
     ledger = _section(raw.get("ledger", {}), LEDGER_SPEC, "ledger")
     demo = _section(raw.get("demo", {}), DEMO_SPEC, "demo")
@@ -173,6 +184,7 @@ def from_dict(raw: dict, base: Path = Path("."), source: Path | None = None) -> 
         raise ConfigError("config declares no [datasets.<name>] table; declare at least one")
     engine = _section(raw.get("engine", {}), ENGINE_SPEC, "engine")
     engine["spill_dir"] = _resolve(base, engine["spill_dir"])
+    engine["spark"] = _spark(raw.get("spark", {}))  # engines read their settings from here
     return Settings(server, _resolve(base, ledger["path"]), demo, datasets, source, engine)
 
 
@@ -224,6 +236,9 @@ def _check_column(col: Column, where: str) -> None:
 
 def _check_dataset(ds: Dataset, where: str) -> None:
     _check_engine(ds.engine, f"{where}.engine")
+    if is_uri(ds.path) and ds.engine != "spark":
+        raise ConfigError(f"{where}.path is a URI ({ds.path}); only engine = \"spark\" reads "
+                          "URIs. Set the engine, or use a local path")
     if ds.measure not in ("pure", "zcdp"):
         raise ConfigError(f"{where}.measure: expected 'pure' or 'zcdp', got {ds.measure!r}")
     positive = {"max_rows": ds.max_rows, "max_groups": ds.max_groups,
@@ -248,6 +263,21 @@ def _check_engine(name: str, where: str) -> None:
     if module and importlib.util.find_spec(module) is None:
         raise ConfigError(f"{where} is {name!r} but the {module!r} package is not installed; "
                           f"pip install {module}, or set {where} = \"polars\"")
+
+
+def _spark(raw: Any) -> dict:
+    spark = _section(raw, SPARK_SPEC, "spark")
+    for key, value in spark["conf"].items():
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"spark.conf.{key}: expected a string, number or boolean, got {value!r}")
+    spark["conf"] = {k: str(v).lower() if isinstance(v, bool) else str(v)
+                     for k, v in spark["conf"].items()}
+    return spark
+
+
+def is_uri(path) -> bool:
+    """A dataset path Spark reads itself (s3a://, hdfs://, file:...), not a local path."""
+    return isinstance(path, str) and path.startswith(URI_SCHEMES)
 
 
 def _section(raw: Any, spec: dict, where: str) -> dict:
@@ -292,6 +322,8 @@ def _spec_doc(where: str, key: str) -> str:
     return ""
 
 
-def _resolve(base: Path, value: str) -> Path:
+def _resolve(base: Path, value: str) -> Path | str:
+    if value.startswith(URI_SCHEMES):
+        return value  # a URI stays as written (Spark datasets only)
     path = Path(value)
     return path if path.is_absolute() else (base / path)

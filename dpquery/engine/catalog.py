@@ -14,8 +14,8 @@ from pathlib import Path
 
 import polars as pl
 
-from dpquery.config import Column, Dataset
-from dpquery.engine import prepare
+from dpquery.config import Column, Dataset, is_uri
+from dpquery.engine import prepare, prepare_spark
 from dpquery.engine.prepare import units_column
 from dpquery.errors import InvalidQuery, NotFound, PolicyViolation
 from dpquery.engine.query import Query, predicate_columns, Compare, InList, Between, And, Or, Not
@@ -33,6 +33,7 @@ class Table:
     version: str
     files: tuple[Path, ...] = ()
     engine_settings: dict = field(default_factory=dict, compare=False, hash=False)
+    remote: bool = False  # prepared on cluster storage: only the engine (Spark) can read it
 
     @property
     def name(self) -> str:
@@ -54,16 +55,24 @@ def open_table(ds: Dataset, cache_dir: Path | None = None,
     row's keyed per-customer rank; every engine scans them. Without
     `cache_dir` they go to a temporary folder (tests, one-off use).
     """
-    files = _files(ds.path)
-    version = _version(files)
     cache_dir = Path(cache_dir) if cache_dir is not None else Path(tempfile.mkdtemp(prefix="dpq-"))
     settings = {"memory_limit": "2GB", "spill_dir": cache_dir / "spill", "threads": None,
                 **(engine_settings or {})}
+    if is_uri(ds.path):  # Spark lists the files itself (s3a://, hdfs://, file:)
+        files, version = [ds.path], prepare_spark.data_version(ds.path, settings)
+    else:
+        files = _files(ds.path)
+        version = _version(files)
     key = prepare.secret_key(cache_dir)
-    out = cache_dir / f"{ds.name}-{version}-{prepare.recipe(ds, key)}"
-    parts = prepare.prepare(ds, files, out, key, settings)
-    frame = pl.scan_parquet([str(f) for f in parts], schema=_schema(ds))
-    return Table(ds, frame, _schema(ds), version, tuple(parts), settings)
+    name = f"{ds.name}-{version}-{prepare.recipe(ds, key)}"
+    if ds.engine == "spark":  # bounded by a Spark job, where the data lives
+        parts = prepare_spark.prepare(ds, files, name, cache_dir, key, settings)
+    else:
+        parts = prepare.prepare(ds, files, cache_dir / name, key, settings)
+    remote = any(is_uri(p) for p in parts)  # prepared on cluster storage: only Spark reads it
+    frame = (pl.LazyFrame(schema=_schema(ds)) if remote
+             else pl.scan_parquet([str(f) for f in parts], schema=_schema(ds)))
+    return Table(ds, frame, _schema(ds), version, tuple(parts), settings, remote)
 
 
 def _schema(ds: Dataset) -> dict[str, pl.DataType]:
@@ -94,6 +103,17 @@ def _version(files: list[Path]) -> str:
         st = f.stat()
         digest.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
+
+
+def check_engine_reach(table: Table, needs_reference: bool) -> None:
+    """A table prepared on cluster storage is read by Spark only; a query part only OpenDP's
+    polars computes would need its rows here, so it is refused (while planning: no charge)."""
+    if table.remote and needs_reference:
+        raise InvalidQuery(
+            f"dataset {table.name!r} is prepared on the Spark cluster, which answers COUNT, "
+            "COUNT(DISTINCT), SUM and AVG of columns with a `resolution`, and PURCHASE_RATE, "
+            "grouped by columns with public values; quantiles, sums of other columns and "
+            "groups without public values are not available on it")
 
 
 def queryable_columns(ds: Dataset) -> list[str]:

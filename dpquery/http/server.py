@@ -26,6 +26,7 @@ from gunicorn.app.base import BaseApplication
 
 from budget.amounts import Amount
 from budget.ledger import Ledger
+from dpquery.config import is_uri
 from dpquery.errors import ConfigError
 
 DEMO_PARTNER = "IFA Insurance"
@@ -83,7 +84,7 @@ def run_server(settings, host: str | None = None, port: int | None = None,
 def check_data(settings, demo: bool) -> None:
     """Every dataset has data, or start-up stops; `demo` writes the demo dataset's if missing."""
     for ds in settings.datasets.values():
-        if _has_data(ds.path):
+        if is_uri(ds.path) or _has_data(ds.path):  # a URI: Spark checks when it prepares
             continue
         if not (demo and is_demo_dataset(settings, ds)):
             raise ConfigError(_missing_data(settings, ds, demo))

@@ -14,7 +14,8 @@ import polars as pl
 
 from dpquery.engine.bounded import Part
 
-MODULES = {"polars": "dpquery.engine.engines.polars", "duckdb": "dpquery.engine.engines.duckdb"}
+MODULES = {"polars": "dpquery.engine.engines.polars", "duckdb": "dpquery.engine.engines.duckdb",
+           "spark": "dpquery.engine.engines.spark"}
 
 
 def aggregate(engine: str, table, part: Part) -> pl.DataFrame:
