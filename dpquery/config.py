@@ -31,7 +31,12 @@ SERVER_SPEC = {
     "login_failures_per_ip": (int, 20, "failed web sign-ins per client address before a lockout"),
     "login_lockout_seconds": (int, 900, "how long failed sign-ins count and a lockout lasts"),
 }
-LEDGER_SPEC = {"path": (str, "var/ledger.db", "SQLite ledger file")}
+LEDGER_SPEC = {
+    "path": (str, "var/ledger.db", "SQLite ledger file; its folder is the var directory "
+             "(ledger-id, prepared tables) also when `url` is set"),
+    "url": (str, None, "PostgreSQL ledger shared by several hosts, postgresql://user@host/db "
+            "(psycopg 3; password from PGPASSWORD or ~/.pgpass); unset: the SQLite `path`"),
+}
 DEMO_SPEC = {
     "customers": (int, 20000, "customers in the demo data made on first start"),
     "seed": (int, 7, "seed of the deterministic demo data"),
@@ -55,7 +60,8 @@ ENGINES = ("polars", "duckdb", "spark")
 URI_SCHEMES = ("s3a://", "s3://", "hdfs://", "abfss://", "gs://", "file:")
 DATASET_SPEC = {
     "path": (str, REQUIRED, "Parquet file, folder of Parquet files, or CSV file"),
-    "engine": (str, "polars", "'polars' (the OpenDP reference: release inside OpenDP's "
+    "engine": (str, "duckdb", "'duckdb' (bounded aggregation out of core, OpenDP noise) or "
+               "'polars' (the OpenDP reference: release inside OpenDP's "
                "polars, in memory), 'duckdb' (bounded aggregation out of core, OpenDP noise) "
                "or 'spark' (bounded aggregation on a Spark cluster, OpenDP noise)"),
     "description": (str, "", "one line shown to partners"),
@@ -149,6 +155,7 @@ class Settings:
     datasets: dict[str, Dataset]
     source: Path | None = None
     engine: dict[str, Any] = field(default_factory=lambda: _section({}, ENGINE_SPEC, "engine"))
+    ledger_url: str | None = None  # PostgreSQL ledger; None: the SQLite file at ledger_path
 
     @property
     def dataset_names(self) -> list[str]:
@@ -185,7 +192,10 @@ def from_dict(raw: dict, base: Path = Path("."), source: Path | None = None) -> 
     engine = _section(raw.get("engine", {}), ENGINE_SPEC, "engine")
     engine["spill_dir"] = _resolve(base, engine["spill_dir"])
     engine["spark"] = _spark(raw.get("spark", {}))  # engines read their settings from here
-    return Settings(server, _resolve(base, ledger["path"]), demo, datasets, source, engine)
+    if ledger["url"] is not None and not ledger["url"].startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"ledger.url: expected a postgresql:// URL, got {ledger['url']!r}")
+    return Settings(server, _resolve(base, ledger["path"]), demo, datasets, source, engine,
+                    ledger_url=ledger["url"])
 
 
 def _dataset(name: str, raw: Any, base: Path) -> Dataset:
@@ -250,6 +260,10 @@ def _check_dataset(ds: Dataset, where: str) -> None:
             raise ConfigError(f"{where}.{key}: expected a positive number, got {value!r}")
     if not 0 <= ds.delta < 1:
         raise ConfigError(f"{where}.delta: expected 0 <= delta < 1, got {ds.delta!r}")
+    if ds.max_rows < ds.rows_per_customer:  # tests/test_opendp_guards.py
+        raise ConfigError(f"{where}.max_rows ({ds.max_rows}) is below bounds.rows_per_customer "
+                          f"({ds.rows_per_customer}); OpenDP would then take a group's change "
+                          "from max_rows, which undercounts it (opendp/opendp#2945)")
     if ds.privacy_unit not in ds.excluded_columns:
         raise ConfigError(f"{where}.policy.excluded_columns must include the privacy unit "
                           f"{ds.privacy_unit!r}: it can never be queried directly")
