@@ -22,6 +22,7 @@ from dpquery.engine import catalog, execute, plan as planner
 from dpquery.config import Settings
 from dpquery.deadline import call_within
 from dpquery.errors import IdempotencyConflict, NotFound, QueryInterrupted
+from dpquery.ledger_access import open_configured
 from dpquery.ledger_errors import map_ledger_errors
 from dpquery.engine.query import Request, canonical
 from dpquery.engine.request import parse_body
@@ -43,7 +44,7 @@ class Service:
     def open(cls, settings: Settings, ledger: Ledger | None = None) -> "Service":
         tables = {name: catalog.open_table(ds, settings.prepared_dir, settings.engine)
                   for name, ds in settings.datasets.items()}
-        return cls(settings, ledger or Ledger(settings.ledger_path), tables)
+        return cls(settings, ledger or open_configured(settings), tables)
 
     # -- reading ----------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from budget.errors import LedgerError
 from budget.ledger import Ledger
 from dpquery import config as config_mod
 from dpquery.errors import (DPQueryError, InternalError, InvalidRequest, NotFound,
@@ -27,6 +28,8 @@ from dpquery.errors import (DPQueryError, InternalError, InvalidRequest, NotFoun
 from dpquery.http.headers import add_security_headers
 from dpquery.http.ratelimit import RateLimiter
 from dpquery.http.shared_store import SharedStore
+from dpquery.ledger_access import open_configured
+from dpquery.ledger_errors import to_dpquery_error
 from dpquery.service import Service
 
 log = logging.getLogger("dpquery.http.app")
@@ -94,9 +97,15 @@ def _settings(value) -> config_mod.Settings:
 def _ledger(value, settings) -> Ledger:
     if isinstance(value, Ledger):
         return value
-    path = Path(value or settings.ledger_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return Ledger(path)
+    if value is not None:  # tests: an explicit ledger file
+        return Ledger(value)
+    return open_configured(settings)  # an existing ledger only (dpquery/ledger_access.py)
+
+
+def _ledger_error(exc: LedgerError):
+    """A ledger error no view mapped (e.g. the ledger went away during auth): 503 or a bug."""
+    mapped = to_dpquery_error(exc)
+    return render_error(mapped) if mapped is not None else _unexpected(exc)
 
 
 def runtime_path(settings) -> Path:
@@ -129,6 +138,7 @@ def _register(app: Flask) -> None:
     app.before_request(_start)
     app.after_request(_stamp)
     app.register_error_handler(DPQueryError, render_error)
+    app.register_error_handler(LedgerError, _ledger_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
 

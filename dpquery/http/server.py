@@ -8,8 +8,10 @@ Demo data is written only when asked (`dpquery serve --demo`, as `make run`
 does), only for the dataset `[demo] dataset` names and only under the ledger's
 folder (`var/demo/...`): a mistyped path never receives made-up data. Any
 other dataset whose data is missing stops start-up with a message naming it.
-An empty ledger gets a demo partner and an admin key, written to
-`demo-keys.txt` next to the ledger (mode 600) and printed once.
+The ledger is never created silently (dpquery/ledger_access.py): a missing or
+replaced one stops start-up. Only the demo's first start (`--demo`, no ledger
+file and no recorded ledger id) makes one, with a demo partner and an admin
+key, written to `demo-keys.txt` next to the ledger (mode 600) and printed once.
 
 Workers run `dpquery.http.worker.Worker`: they die with their master, and
 gunicorn's own refusals (oversized headers) get the JSON error shape.
@@ -25,7 +27,7 @@ from pathlib import Path
 from gunicorn.app.base import BaseApplication
 
 from budget.amounts import Amount
-from budget.ledger import Ledger
+from budget.errors import LedgerError
 from dpquery.config import is_uri
 from dpquery.errors import ConfigError
 
@@ -60,7 +62,7 @@ def run_server(settings, host: str | None = None, port: int | None = None,
     server = settings.server
     host, port = host or server["host"], port or server["port"]
     check_data(settings, demo)
-    prepare_demo(settings, f"http://{host}:{port}")
+    prepare_demo(settings, f"http://{host}:{port}", demo)
     SharedStore(runtime_path(settings)).create()  # before the fork: workers only open it
     options = {
         "bind": f"{host}:{port}",
@@ -108,12 +110,22 @@ def _missing_data(settings, ds, demo: bool) -> str:
             f"files or a CSV file); fix the path in the config, or put the data there. {hint}")
 
 
-def prepare_demo(settings, url: str) -> None:
-    """First start: give an empty ledger a demo partner and an admin key."""
-    settings.ledger_path.parent.mkdir(parents=True, exist_ok=True)
-    with Ledger(settings.ledger_path) as ledger:  # closed before gunicorn forks
-        if ledger.list_partners():
+def prepare_demo(settings, url: str, demo: bool = False) -> None:
+    """Open the existing ledger, or on the demo's first start make one with a demo partner.
+
+    Never a silent new ledger (dpquery/ledger_access.py): a missing or replaced
+    one stops start-up; only `--demo` on a first start (no SQLite file, no
+    recorded ledger id) creates one, with a demo partner and an admin key.
+    """
+    from dpquery.ledger_access import init_configured, is_first_start, open_configured
+    try:
+        if not (demo and is_first_start(settings)):
+            open_configured(settings).close()  # checked before gunicorn forks
             return
+        ledger, _ = init_configured(settings)
+    except LedgerError as exc:
+        raise SystemExit(f"dpquery serve: {exc}") from None
+    with ledger:  # closed before gunicorn forks
         budgets = {name: Amount(epsilon=DEMO_EPSILON) for name in settings.datasets}
         pid, partner_key = ledger.create_partner(
             DEMO_PARTNER, budgets, None, DEMO_PURPOSES, actor="dpquery serve",
