@@ -1,14 +1,14 @@
-"""Formatting for people: privacy amounts, numbers, times, queries and errors."""
+"""Formatting for people: times, queries and errors. Numbers and privacy amounts
+come from the one presenter, `dpquery.present` (the CLI and admin CLI use it too)."""
 from __future__ import annotations
 
-import math
 from datetime import datetime, timezone
 from fractions import Fraction
 
-from budget.amounts import Amount, format_fraction
+from budget.amounts import Amount
+from dpquery import present
 from dpquery.errors import DPQueryError
-
-SYMBOLS = {"epsilon": "ε", "rho": "ρ", "delta": "δ"}
+from dpquery.present import SYMBOLS, number  # noqa: F401  (templates and pages use them)
 LIMIT_WORDS = {
     "partner": "remains of your budget",
     "global": "remains under the cap shared by all partners",
@@ -30,23 +30,17 @@ def component(measure: str) -> str:
 
 def amount_number(value) -> str:
     """0.5, Fraction(1, 2), '1/2' -> '0.5' (exact when short, else ≈)."""
-    if isinstance(value, str):
-        value = Fraction(value)
-    if isinstance(value, float):
-        value = Fraction(repr(value))
-    text = format_fraction(Fraction(value))
-    if "." in text and not text.startswith("≈"):
-        text = text.rstrip("0").rstrip(".")
-    return text
+    return present.fraction_text(value)
 
 
-def amount(value, name: str = "epsilon") -> str:
+def amount(value, name: str | None = "epsilon") -> str:
     """'ε=0.5' from an Amount, a JSON dict of fraction strings or a number."""
-    if isinstance(value, Amount):
-        value = value.components()[name]
-    elif isinstance(value, dict):
-        value = value.get(name, 0)
-    return f"{SYMBOLS.get(name, name)}={amount_number(value)}"
+    return present.amount_text(value, name)
+
+
+def measure_of(amount_json: dict) -> str:
+    """'rho' when a JSON amount charges ρ, else 'epsilon'."""
+    return "rho" if Fraction(str((amount_json or {}).get("rho", 0))) else "epsilon"
 
 
 def ratio(part: Amount | Fraction, whole: Amount | Fraction, name: str = "epsilon") -> float:
@@ -54,20 +48,6 @@ def ratio(part: Amount | Fraction, whole: Amount | Fraction, name: str = "epsilo
     if isinstance(part, Amount):
         part, whole = part.components()[name], (whole.components()[name] if whole else 0)
     return 0.0 if not whole else max(0.0, min(1.0, float(Fraction(part) / Fraction(whole))))
-
-
-def number(value) -> str:
-    """A released value for reading: thousands separators, a few significant digits."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, str):
-        return value
-    magnitude = abs(value)
-    if magnitude >= 100 or value == int(value):
-        return f"{value:,.0f}"
-    if magnitude >= 1:
-        return f"{value:,.2f}"
-    return f"{value:.3g}"
 
 
 def compact(value: float) -> str:
