@@ -14,8 +14,9 @@ install-test:
 	bash scripts/install_test_deps.sh
 	bash scripts/install_browser.sh
 
+# make run PORT=8001 CONFIG=my.toml: another port or configuration file (defaults: config.toml's)
 run: install
-	$(PYTHON) -m dpquery.cli serve --demo
+	$(PYTHON) -m dpquery.cli serve --demo $(if $(CONFIG),--config $(CONFIG)) $(if $(PORT),--port $(PORT))
 
 test: install-test
 	$(PYTHON) -m pytest -ra

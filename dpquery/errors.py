@@ -62,6 +62,10 @@ class QueryInterrupted(DPQueryError):
     status, code = 409, "query_interrupted"
 
 
+class PartnerExists(DPQueryError):
+    status, code = 409, "partner_exists"
+
+
 class PayloadTooLarge(DPQueryError):
     status, code = 413, "too_large"
 

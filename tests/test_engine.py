@@ -6,7 +6,7 @@ import math
 import pytest
 
 from dpquery.engine import catalog, execute, plan as planner
-from dpquery.errors import AccuracyUnreachable, DPQueryError, InvalidQuery
+from dpquery.errors import AccuracyUnreachable, DPQueryError, InvalidQuery, InvalidRequest
 from dpquery.engine.request import parse_body
 
 RATE_SQL = ("SELECT region, age_band, PURCHASE_RATE(category = 'snacks' AND year = 2024) "
@@ -96,7 +96,7 @@ def test_unreachable_accuracy_target_is_refused(tables):
     ({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": -1}, "positive and finite"),
     ({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": float("nan")}, "positive and finite"),
     ({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": float("inf")}, "positive and finite"),
-    ({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": "0.5"}, "must be a number"),
+    ({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": "half"}, "must be a number"),
     ({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": True}, "must be a number"),
     ({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": 50}, "above the per-query cap"),
     ({"sql": "SELECT COUNT(*) FROM purchases", "rho": 0.1}, "accounted in epsilon"),
@@ -157,7 +157,7 @@ def test_bounding_report_is_part_of_the_canonical_request():
     a = parse_body({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": 1})
     b = parse_body({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": 1, "bounding_report": True})
     assert canonical(a) != canonical(b)
-    with pytest.raises(InvalidQuery, match="true or false"):
+    with pytest.raises(InvalidRequest, match="true or false"):  # a malformed body
         parse_body({"sql": "SELECT COUNT(*) FROM purchases", "epsilon": 1, "bounding_report": "yes"})
 
 

@@ -30,6 +30,7 @@ MAX_CONDITION_TERMS = 500   # comparisons, IN values and BETWEENs in all of a qu
 MAX_CONDITION_DEPTH = 16    # levels of AND, OR and NOT nested in one condition (a comparison is 1)
 INT_RANGE = (-2 ** 63, 2 ** 63 - 1)  # integer literals must fit the engines' 64-bit integers
 MAX_GROUP_SIZE = 10 ** 12   # largest assumed_group_size of an accuracy target (keeps it a float)
+MAX_WEIGHT = 1000
 
 
 def _check_scalar(value, where: str) -> None:
@@ -169,8 +170,13 @@ class Aggregate:
     column: str | None = None
     quantile: float | None = None
     condition: Predicate | None = None
+    weight: int = 1  # its share of the query's spend, relative to the other aggregates
 
     def __post_init__(self):
+        if isinstance(self.weight, bool) or not isinstance(self.weight, int) \
+                or not 1 <= self.weight <= MAX_WEIGHT:
+            raise InvalidQuery(f"the weight of {self.alias!r} must be a whole number from 1 "
+                               f"to {MAX_WEIGHT}, e.g. 2 to give it twice the spend of the others")
         if self.kind not in AGGREGATES:
             raise InvalidQuery(f"unknown aggregate {self.kind!r}; use one of {', '.join(AGGREGATES)}")
         if (self.kind in NEEDS_COLUMN) != (self.column is not None):
@@ -299,7 +305,7 @@ def _tagged(node):
         return [_tagged(n) for n in node]
     if hasattr(node, "__dataclass_fields__"):
         fields = {k: _tagged(getattr(node, k)) for k in node.__dataclass_fields__
-                  if k != "extras"}
+                  if k != "extras" and not (k == "weight" and getattr(node, k) == 1)}
         return {"node": type(node).__name__, **fields}
     return node
 

@@ -8,27 +8,36 @@ Two spellings of the same query model:
                "aggregates": [{"kind": "count"}]},
      "accuracy": {"within": 50, "confidence": 0.95}}
 
-The spend is `epsilon` (or `rho` on zCDP datasets), or an `accuracy` target.
+The spend is `epsilon` (or `rho` on zCDP datasets) as a number or exact decimal
+text ("0.1"), or an `accuracy` target. `weights` ({"alias": 2}) or an aggregate's
+`weight` divides the spend among aggregates (default: equally).
+
+A malformed body (not an object, unknown fields, no spend, wrong types) is
+`InvalidRequest`; a well-formed body whose query is wrong is `InvalidQuery`.
 """
 from __future__ import annotations
 
-from dpquery.errors import InvalidQuery
+import dataclasses
+import re
+
+from dpquery.errors import InvalidQuery, InvalidRequest
 from dpquery.engine.query import (MAX_CONDITION_DEPTH, AccuracyTarget, Aggregate, And, Between,
                                   Compare, InList, Not, Or, OrderBy, Query, Request, Spend)
 from dpquery.engine.sql import parse_sql
 
 BODY_KEYS = {"sql", "query", "epsilon", "rho", "accuracy", "confidence", "purpose", "dataset",
-             "bounding_report"}
+             "bounding_report", "weights"}
+DECIMAL_TEXT = re.compile(r"[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]{1,3})?|\.[0-9]+([eE][+-]?[0-9]{1,3})?")
 
 
 def parse_body(body, privacy_unit: str = "customer_id", max_sql_chars: int = 5000) -> Request:
     """Validate a decoded JSON body and build the `Request` it describes."""
     if not isinstance(body, dict):
-        raise InvalidQuery("the request body must be a JSON object, e.g. "
+        raise InvalidRequest("the request body must be a JSON object, e.g. "
                            '{"sql": "SELECT region, COUNT(*) FROM purchases GROUP BY region", "epsilon": 0.5}')
-    _only(body, BODY_KEYS, "request body")
+    _only(body, BODY_KEYS, "request body", InvalidRequest)
     if ("sql" in body) == ("query" in body):
-        raise InvalidQuery("send exactly one of 'sql' (text) or 'query' (the JSON query form)")
+        raise InvalidRequest("send exactly one of 'sql' (text) or 'query' (the JSON query form)")
     if "sql" in body:
         sql = body["sql"]
         if isinstance(sql, str) and len(sql) > max_sql_chars:
@@ -36,28 +45,59 @@ def parse_body(body, privacy_unit: str = "customer_id", max_sql_chars: int = 500
         query = parse_sql(sql, privacy_unit)
     else:
         query = query_from_json(body["query"])
+    query = _weighted(query, body.get("weights"))
     extras = {"purpose": body["purpose"]} if "purpose" in body else {}
-    confidence = _number(body.get("confidence", 0.95), "confidence")
+    confidence = _number(body.get("confidence", 0.95), "confidence", InvalidRequest)
     report = body.get("bounding_report", False)
     if not isinstance(report, bool):
-        raise InvalidQuery("'bounding_report' must be true or false")
+        raise InvalidRequest("'bounding_report' must be true or false")
     return Request(query, _budget(body), confidence, extras, report)
+
+
+def _weighted(query: Query, weights) -> Query:
+    """`weights` ({"alias": 2}) set the aggregates' shares of the spend."""
+    if weights is None:
+        return query
+    if not isinstance(weights, dict):
+        raise InvalidRequest("'weights' must be an object of aggregate names and whole "
+                             'numbers, e.g. {"snack_rate": 2, "n": 1}')
+    aliases = [a.alias for a in query.aggregates]
+    unknown = sorted(set(weights) - set(aliases))
+    if unknown:
+        raise InvalidQuery(f"'weights' names {unknown[0]!r}, which is not an aggregate of "
+                           f"this query; its aggregates are: {', '.join(aliases)}")
+    return dataclasses.replace(query, aggregates=tuple(
+        dataclasses.replace(a, weight=weights.get(a.alias, a.weight)) for a in query.aggregates))
 
 
 def _budget(body: dict):
     stated = [k for k in ("epsilon", "rho", "accuracy") if k in body]
     if len(stated) != 1:
-        raise InvalidQuery("state exactly one of 'epsilon', 'rho' or 'accuracy' "
+        raise InvalidRequest("state exactly one of 'epsilon', 'rho' or 'accuracy' "
                            '(e.g. "epsilon": 0.5 or "accuracy": {"within": 0.02})')
     if stated[0] == "accuracy":
         target = body["accuracy"]
         if not isinstance(target, dict):
-            raise InvalidQuery("'accuracy' must be an object, e.g. {\"within\": 0.02, \"confidence\": 0.95}")
-        _only(target, {"within", "confidence", "aggregate", "assumed_group_size"}, "accuracy")
+            raise InvalidRequest("'accuracy' must be an object, e.g. {\"within\": 0.02, \"confidence\": 0.95}")
+        _only(target, {"within", "confidence", "aggregate", "assumed_group_size"}, "accuracy",
+              InvalidRequest)
         if "within" not in target:
-            raise InvalidQuery("'accuracy' needs 'within': the largest acceptable half-width")
+            raise InvalidRequest("'accuracy' needs 'within': the largest acceptable half-width")
         return AccuracyTarget(**target)
-    return Spend(**{stated[0]: body[stated[0]]})
+    return Spend(**{stated[0]: _spend_value(body[stated[0]], stated[0])})
+
+
+def _spend_value(value, name: str):
+    """A JSON number, or exact decimal text such as "0.1" (as budget amounts accept)."""
+    if isinstance(value, str):
+        if not DECIMAL_TEXT.fullmatch(value):
+            raise InvalidRequest(f"{name} must be a number such as 0.5, or decimal text "
+                                 'such as "0.5"')
+        return float(value)  # the shortest repr of float("0.1") is 0.1: charged as exactly 1/10
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequest(f"{name} must be a number such as 0.5, or decimal text such as "
+                             '"0.5"')
+    return value
 
 
 def query_from_json(doc) -> Query:
@@ -80,7 +120,7 @@ def _aggregate(doc, i: int) -> Aggregate:
     where = f"query.aggregates[{i}]"
     if not isinstance(doc, dict):
         raise InvalidQuery(f"{where} must be an object, e.g. {{\"kind\": \"count\"}}")
-    _only(doc, {"kind", "alias", "column", "quantile", "condition"}, where)
+    _only(doc, {"kind", "alias", "column", "quantile", "condition", "weight"}, where)
     kind = _text(doc.get("kind"), f"{where}.kind")
     column = doc.get("column")
     default = {"count": "count", "count_customers": "customers", "purchase_rate": "purchase_rate"}
@@ -89,7 +129,8 @@ def _aggregate(doc, i: int) -> Aggregate:
     return Aggregate(kind, _text(alias, f"{where}.alias"),
                      column=_text(column, f"{where}.column") if column is not None else None,
                      quantile=_number(doc["quantile"], f"{where}.quantile") if "quantile" in doc else None,
-                     condition=_predicate(condition, f"{where}.condition") if condition is not None else None)
+                     condition=_predicate(condition, f"{where}.condition") if condition is not None else None,
+                     weight=doc.get("weight", 1))
 
 
 def _predicate(doc, where: str, level: int = 1):
@@ -175,10 +216,10 @@ def _limit(value):
     return value
 
 
-def _only(doc: dict, allowed: set, where: str) -> None:
+def _only(doc: dict, allowed: set, where: str, error=InvalidQuery) -> None:
     unknown = sorted(set(doc) - allowed)
     if unknown:
-        raise InvalidQuery(f"{where}: unknown field {unknown[0]!r}; expected one of: "
+        raise error(f"{where}: unknown field {unknown[0]!r}; expected one of: "
                            f"{', '.join(sorted(allowed))}")
 
 
@@ -194,7 +235,7 @@ def _text(value, where: str) -> str:
     return value
 
 
-def _number(value, where: str) -> float:
+def _number(value, where: str, error=InvalidQuery) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidQuery(f"{where} must be a number")
+        raise error(f"{where} must be a number")
     return value

@@ -24,7 +24,8 @@ from flask import Blueprint, request
 from budget.amounts import Amount, parse_amount, parse_amount_text
 from dpquery.http.api import amount_json, json_body
 from dpquery.http.auth import actor, admin_required, state
-from dpquery.errors import InvalidRequest, NotFound
+from dpquery.errors import InvalidRequest, NotFound, PartnerExists
+from dpquery.partner_names import existing_partner
 from dpquery.ledger_errors import map_ledger_errors
 
 bp = Blueprint("admin_api", __name__, url_prefix="/v1/admin")
@@ -55,6 +56,7 @@ def create_partner():
     if not isinstance(purposes, list):
         raise InvalidRequest('purposes must be a list such as ["pricing research"]')
     with map_ledger_errors():
+        _refuse_existing(body["name"])
         amounts = {_dataset(d): amount_from(a, f"budgets.{d}") for d, a in budgets.items()}
         cap = body.get("per_query_cap")
         cap = None if cap is None else amount_from(cap, "per_query_cap")
@@ -204,6 +206,15 @@ def _fields(body: dict, allowed: set, required: set = frozenset()) -> dict:
         if name in body and not isinstance(body[name], str):
             raise InvalidRequest(f"{name!r} must be a string")
     return body
+
+
+def _refuse_existing(name: str) -> None:
+    """A retried script must not create a second partner (and budget) under the same name."""
+    taken = existing_partner(ledger(), name)
+    if taken is not None:
+        raise PartnerExists(f"a partner named {name!r} already exists (id {taken!r}); read it "
+                            f"with GET /v1/admin/partners/{taken} and change its budget with "
+                            f"POST /v1/admin/partners/{taken}/budget", partner_id=taken)
 
 
 def _optional_body() -> dict:

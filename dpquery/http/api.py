@@ -23,7 +23,8 @@ from flask import Blueprint, g, jsonify, request
 from dpquery.http.auth import partner_required, principal, state
 from dpquery.errors import Forbidden, InvalidRequest
 from dpquery.ledger_errors import map_ledger_errors
-from dpquery.service import present_amount
+from budget.amounts import Amount, parse_amount_text
+from dpquery.present import amount_json as present_amount, position
 
 bp = Blueprint("api", __name__)
 
@@ -80,14 +81,28 @@ def stored_answer(query_id: int):
 @bp.get("/v1/budget")
 @partner_required
 def budget():
+    """Per dataset: budget, spent, remaining (the global cap included), the binding
+    limit and why; with ?epsilon=0.2 (or ?rho=) how many more such queries fit."""
     partner = principal().partner
     with map_ledger_errors():
+        spend = _spend_arg()
         rows = state().service.ledger.budget_summary(partner.id)
     return {"partner": partner.id, "purposes": list(partner.purposes),
             "per_query_cap": amount_json(partner.per_query_cap),
             "datasets": [{"dataset": b.dataset, "budget": amount_json(b.budget),
-                          "spent": amount_json(b.spent), "remaining": amount_json(b.remaining)}
+                          "spent": amount_json(b.spent), **position(b, spend)}
                          for b in rows]}
+
+
+def _spend_arg():
+    """?epsilon=0.2 or ?rho=0.01: the spend to estimate `queries_left` for (exact)."""
+    given = {k: request.args[k] for k in ("epsilon", "rho") if request.args.get(k)}
+    if not given:
+        return None
+    amount = Amount(**{k: parse_amount_text(v, k) for k, v in given.items()})
+    if amount.is_zero():
+        raise InvalidRequest("?epsilon= (or ?rho=) must be above 0 to estimate queries left")
+    return amount
 
 
 @bp.get("/v1/datasets")

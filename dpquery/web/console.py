@@ -174,7 +174,7 @@ def _purpose(form: dict) -> str | None:
 
 
 def _charged_text(answer: dict) -> str:
-    name = next(iter(answer.get("cost", {"epsilon": 0})))
+    name = fmt.measure_of(answer.get("cost"))
     left = fmt.amount(answer.get("remaining", {}), name)
     if answer.get("repeat"):
         return f"You asked this before: here is the stored answer, nothing was charged. {left} remains."

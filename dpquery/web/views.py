@@ -17,6 +17,7 @@ def failure() -> InternalError:
 web_bp.add_app_template_filter(fmt.number, "number")
 web_bp.add_app_template_filter(fmt.when, "when")
 web_bp.add_app_template_filter(fmt.amount_number, "spend")
+web_bp.add_app_template_filter(lambda a: fmt.amount(a, None), "amount")
 web_bp.add_app_template_global(fmt.describe_request, "describe")
 
 

@@ -60,8 +60,12 @@ def admin_key(ledger):
 
 @pytest.fixture
 def app(settings, ledger):
-    return create_app({"TESTING": True, "SETTINGS": settings, "LEDGER": ledger,
-                       "TIME_QUANTUM_SECONDS": 0.01})
+    """The app; every JSON response it gives is checked against /openapi.json."""
+    from .contract import install
+    app = create_app({"TESTING": True, "SETTINGS": settings, "LEDGER": ledger,
+                      "TIME_QUANTUM_SECONDS": 0.01})
+    install(app)
+    return app
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def test_budget_shows_exact_amounts(client, partner):
 def test_preview_is_free(client, ledger, partner):
     r = client.post("/v1/queries/preview", json={"sql": SNACKS, "epsilon": 0.5},
                     headers=bearer(partner[1]))
-    assert r.status_code == 200 and r.json["cost"] == {"epsilon": 0.5}
+    assert r.status_code == 200 and r.json["cost"]["epsilon"] == "1/2"
     assert "rows" not in r.json
     assert epsilon_spent(ledger, partner[0]).epsilon == 0
 
@@ -53,12 +53,12 @@ def test_query_charges_once_and_repeats_are_free(client, ledger, partner):
     first = ask(client, key, {"sql": SNACKS, "epsilon": 0.5})
     assert first.status_code == 200, first.json
     answer = first.json
-    assert answer["repeat"] is False and answer["charged"] == {"epsilon": 0.5}
+    assert answer["repeat"] is False and answer["charged"]["epsilon"] == "1/2"
     assert answer["remaining"]["epsilon"] == "5/2"
     assert answer["columns"] == ["region", "snack_rate", "snack_rate_ci_low", "snack_rate_ci_high"]
     assert len(answer["rows"]) == 12
     again = ask(client, key, {"sql": SNACKS, "epsilon": 0.5}).json
-    assert again["repeat"] is True and again["charged"] == {"epsilon": 0}
+    assert again["repeat"] is True and again["charged"]["text"] == "ε=0"
     assert again["rows"] == answer["rows"]
     assert epsilon_spent(ledger, pid).epsilon == Fraction(1, 2)
 

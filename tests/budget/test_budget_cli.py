@@ -47,14 +47,14 @@ def test_create_prints_the_key_once_with_a_warning(run):
     assert principal.partner.per_query_cap == Amount(epsilon=0.5)
     assert principal.partner.purposes == ("pricing",)
     shown = run("partner", "show", "ifa")
-    assert key not in shown.stdout and "budget epsilon=1.00" in shown.stdout
+    assert key not in shown.stdout and "budget ε=1;" in shown.stdout
 
 
 def test_list_set_budget_suspend_resume(run):
     create(run)
     assert run("partner", "list").stdout == "ifa\tactive\tIFA\n"
     result = run("partner", "set-budget", "ifa", "--epsilon", "2.5", "--reason", "renewal")
-    assert result.exit_code == 0 and "budget epsilon=2.50" in result.stdout
+    assert result.exit_code == 0 and "budget ε=2.5," in result.stdout
     assert run.ledger().remaining("ifa", "purchases") == Amount(epsilon=2.5)
     assert run("partner", "suspend", "ifa", "--reason", "audit").exit_code == 0
     assert run.ledger().get_partner("ifa").status == "suspended"
@@ -75,7 +75,7 @@ def test_rotate_and_revoke_keys(run):
 def test_global_cap_and_admin_key(run):
     result = run("global-cap", "--dataset", "purchases", "--epsilon", "10", "--reason", "collusion")
     assert result.exit_code == 0, result.stderr
-    assert "global cap on purchases: epsilon=10.00" in result.stdout
+    assert "global cap on purchases: ε=10 " in result.stdout
     key = run("create-admin-key").stdout.split("admin key: ")[1].strip()
     assert run.ledger().authenticate(key).role == "admin"
 
@@ -92,7 +92,7 @@ def test_ledger_listing(run, fmt):
         assert outcomes[-2:] == ["reserved", "committed"]
         assert json.loads(result.stdout)[-1]["amount"]["epsilon"] == "1/10"
     else:
-        assert "committed" in result.stdout and "epsilon=0.10" in result.stdout
+        assert "committed" in result.stdout and "ε=0.1" in result.stdout
     later = run("ledger", "--since", "2999-01-01", "--format", "json")
     assert json.loads(later.stdout) == []
 
@@ -120,3 +120,22 @@ def test_a_file_that_is_not_a_ledger(tmp_path):
     result = CliRunner().invoke(admin, ["partner", "list"], obj=types.SimpleNamespace(
         settings=settings, dataset_names=["purchases"]))
     assert result.exit_code == 1 and "cannot be opened" in result.stderr
+
+
+def test_create_with_a_name_in_use_refuses_and_creates_nothing(run):
+    create(run)
+    again = run("partner", "create", "ifa", "--epsilon", "1.0")
+    assert again.exit_code == 3 and "already exists" in again.output
+    assert "partner show ifa" in again.output and "set-budget" in again.output
+    assert [p.id for p in run.ledger().list_partners()] == ["ifa"]
+
+
+def test_a_global_cap_below_what_is_spent_is_refused(run):
+    create(run)
+    ledger = run.ledger()
+    ledger.commit(ledger.reserve("ifa", "purchases", Amount(epsilon=0.5), "r1", "SELECT 1").id)
+    low = run("global-cap", "--dataset", "purchases", "--epsilon", "0.25", "--reason", "tighten")
+    assert low.exit_code == 1 and "below what all partners already spent" in low.output
+    assert ledger.global_position("purchases")[0] is None
+    assert run("global-cap", "--dataset", "purchases", "--epsilon", "0.5",
+               "--reason", "exactly spent").exit_code == 0
