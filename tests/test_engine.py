@@ -109,7 +109,7 @@ def test_unreachable_accuracy_target_is_refused(tables):
     ({"query": {"aggregates": []}, "epsilon": 1}, "at least one aggregate"),
     ({"query": {"aggregates": [{"kind": "count"}], "where": {"column": "year"}}, "epsilon": 1}, "needs 'op'"),
     ({"sql": "SELECT COUNT(*) FROM purchases", "accuracy": {"within": -2}}, "positive number"),
-    ({"sql": "SELECT COUNT(*) FROM purchases", "accuracy": {"within": 5, "confidence": 1.5}}, "between 0.5 and 1"),
+    ({"sql": "SELECT COUNT(*) FROM purchases", "accuracy": {"within": 5, "confidence": 1.5}}, "from 0.5 to below 1"),
     ({"sql": "x" * 6000, "epsilon": 1}, "the limit is 5000"),
 ])
 def test_bad_requests_are_refused_before_reading_data(tables, body, fragment):
