@@ -111,7 +111,8 @@ def test_prepared_once_per_data_version(prepared, small_data, tmp_path):
 
 
 def test_a_table_larger_than_max_rows_stops_start_up(small_data, tmp_path):
-    settings = make_settings(tmp_path, small_data, engine="spark", max_rows=100)
+    settings = make_settings(tmp_path, small_data, engine="spark", max_rows=100,
+                             bounds__rows_per_customer=10)  # max_rows >= rows_per_customer
     with pytest.raises(ConfigError, match="max_rows"):
         catalog.open_table(settings.datasets["purchases"], tmp_path / "prep", settings.engine)
 
