@@ -162,6 +162,21 @@ class _Local:
         return describe_plan(self._plan(body))
 
 
+@main.command("prepare")
+@config_option
+@click.pass_context
+def prepare(ctx) -> None:
+    """Bound every dataset once for its current data version (serve does this first)."""
+    from dpquery.engine import catalog
+    settings = ctx.obj.settings
+    try:
+        for name, ds in settings.datasets.items():
+            table = catalog.open_table(ds, settings.prepared_dir, settings.engine)
+            click.echo(f"{name}: data version {table.version}, {len(table.files)} prepared parts")
+    except (ConfigError, FileNotFoundError) as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+
+
 @main.command("serve")
 @click.option("--host", default=None, help="bind address (default from config)")
 @click.option("--port", type=int, default=None, help="port (default from config)")

@@ -63,6 +63,7 @@ def run_server(settings, host: str | None = None, port: int | None = None,
     host, port = host or server["host"], port or server["port"]
     check_data(settings, demo)
     prepare_demo(settings, f"http://{host}:{port}", demo)
+    prepare_tables(settings)
     SharedStore(runtime_path(settings)).create()  # before the fork: workers only open it
     options = {
         "bind": f"{host}:{port}",
@@ -81,6 +82,22 @@ def run_server(settings, host: str | None = None, port: int | None = None,
         "control_socket_disable": True,
     }
     _Gunicorn(settings, options).run()
+
+
+def prepare_tables(settings) -> None:
+    """Bound every dataset once per data version before any worker starts (see prepare.py).
+
+    `dpquery prepare` in a child process: workers would otherwise prepare
+    inside gunicorn's boot timeout, and the master never loads DuckDB or Spark
+    before it forks. Settings built without a file (tests) skip this: workers
+    then prepare on first use.
+    """
+    if settings.source is None:
+        return
+    done = subprocess.run([sys.executable, "-m", "dpquery.cli", "--config", str(settings.source),
+                           "prepare"])
+    if done.returncode != 0:
+        raise SystemExit("dpquery serve: preparing the datasets failed (see the message above)")
 
 
 def check_data(settings, demo: bool) -> None:
