@@ -10,7 +10,7 @@ import math
 
 import polars as pl
 
-from dpquery.engine import engines, noise
+from dpquery.engine import engines, intervals, noise
 from dpquery.engine.plan import RATIOS, Plan, StatPlan
 from dpquery.engine.vector_plan import stat_sensitivity
 
@@ -104,31 +104,16 @@ def _aggregate_cells(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]) 
 
 
 def _ratio(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]):
-    """num/den with an interval from both noisy parts, each at half the error rate.
-
-    Both intervals hold together with at least the requested confidence (a
-    union bound), so the ratio lies between the extreme corner ratios whenever
-    the denominator's interval is positive; otherwise the whole range.
-    """
+    """num/den with a test-inversion interval from both noise laws (intervals.py)."""
     a = agg.alias
     domain = (0.0, 1.0) if agg.kind == "purchase_rate" else _bounds(plan, agg.column)
     num_sp, den_sp = stats[f"{a}.num"], stats[f"{a}.den"]
     c = num_sp.stat.center  # the numerator summed values minus c: shift back afterwards
-    value, low, high = ratio_interval(
-        _num(record[f"{a}.num"]) * num_sp.stat.unit, _num(record[f"{a}.den"]),
-        num_sp.accuracy_half, den_sp.accuracy_half, (domain[0] - c, domain[1] - c))
+    (value, low, high), = intervals.ratio_intervals(
+        [_num(record[f"{a}.num"]) * num_sp.stat.unit], [_num(record[f"{a}.den"])],
+        intervals.Noise.of(num_sp), intervals.Noise.of(den_sp),
+        (domain[0] - c, domain[1] - c), plan.request.confidence)
     return (None if value is None else value + c), low + c, high + c
-
-
-def ratio_interval(num: float, den: float, a_num: float, a_den: float, domain) -> tuple:
-    """(value, low, high) of num/den from two noisy parts with half-error-rate widths."""
-    lo_dom, hi_dom = domain
-    value = _clip(num / den, lo_dom, hi_dom) if den > 0 else None
-    den_lo, den_hi = den - a_den, den + a_den
-    if den_lo <= 0:
-        return value, lo_dom, hi_dom
-    corners = [n / d for n in (num - a_num, num + a_num) for d in (den_lo, den_hi)]
-    return value, _clip(min(corners), lo_dom, hi_dom), _clip(max(corners), lo_dom, hi_dom)
 
 
 def bounding_report(plan: Plan) -> dict | None:
@@ -141,8 +126,9 @@ def bounding_report(plan: Plan) -> dict | None:
         return None
     meas, (num_sp, den_sp), part = plan.bounding
     row = _release_part(plan, meas, part, [num_sp, den_sp]).row(0, named=True)
-    value, low, high = ratio_interval(_num(row[num_sp.stat.column]), _num(row[den_sp.stat.column]),
-                                      num_sp.accuracy_half, den_sp.accuracy_half, (0.0, 1.0))
+    (value, low, high), = intervals.ratio_intervals(
+        [_num(row[num_sp.stat.column])], [_num(row[den_sp.stat.column])],
+        intervals.Noise.of(num_sp), intervals.Noise.of(den_sp), (0.0, 1.0), plan.request.confidence)
     return {"rows_per_customer": plan.table.dataset.rows_per_customer,
             "share_of_customers_truncated": value, "ci_low": low, "ci_high": high,
             "spend": {plan.measure: num_sp.share + den_sp.share},
@@ -163,10 +149,6 @@ def _non_negative(plan: Plan, agg) -> bool:
 
 def _num(value) -> float:
     return float(value) if value is not None else math.nan
-
-
-def _clip(x: float, lo: float, hi: float) -> float:
-    return min(max(x, lo), hi)
 
 
 def _order_and_limit(rows: list[dict], query) -> list[dict]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import opendp.prelude as dp
 import polars as pl
 
-from dpquery.engine import bounded as bounded_mod, catalog, frames, mechanisms, vector_plan
+from dpquery.engine import bounded as bounded_mod, catalog, frames, intervals, mechanisms, vector_plan
 from dpquery.engine.catalog import Table
 from dpquery.errors import AccuracyUnreachable, InternalError, InvalidQuery
 from dpquery.engine.mechanisms import Stat
@@ -413,12 +413,10 @@ def expected_halfwidth(plan: Plan, alias: str, assumed: int | None = None) -> fl
     size = group_size(agg.kind, assumed)
     if agg.kind not in RATIOS:
         return sps["value"].accuracy
-    num, den = sps["num"].accuracy_half, sps["den"].accuracy_half
-    if size <= den:
-        return math.inf
     centre = sps["num"].stat.center
     magnitude = 1.0 if agg.kind == "purchase_rate" else _max_abs(plan.table, agg.column, centre)
-    return (num + magnitude * den) / (size - den)
+    return intervals.expected_halfwidth(intervals.Noise.of(sps["num"]), intervals.Noise.of(sps["den"]),
+                                        magnitude, size, plan.request.confidence)
 
 
 def _max_abs(table: Table, column: str, centre: float) -> float:
