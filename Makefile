@@ -12,7 +12,6 @@ install-test:
 	$(PIP) install --quiet -e '.[test]'
 	@command -v pyenv >/dev/null && pyenv rehash || true
 	bash scripts/install_test_deps.sh
-	bash scripts/install_browser.sh
 
 # make run PORT=8001 CONFIG=my.toml: another port or configuration file (defaults: config.toml's)
 run: install

@@ -1,6 +1,6 @@
 """End to end in headless Chromium (Debian's package) driven by Selenium.
 
-Install the browser with `bash scripts/install_browser.sh`. Selenium is pointed
+Install the browser with `bash scripts/install_test_deps.sh`. Selenium is pointed
 at /usr/bin/chromedriver and /usr/bin/chromium, so Selenium Manager never
 downloads anything. Screenshots of every page at 1280 px and 375 px go to
 bench/out/screenshots/ (gitignored).
@@ -30,9 +30,9 @@ def _require_browser():
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
     if missing:
         pytest.skip(f"browser tests need Debian's chromium and chromium-driver ({', '.join(missing)} "
-                    f"not found); run `bash scripts/install_browser.sh`")
+                    f"not found); run `bash scripts/install_test_deps.sh`")
     return pytest.importorskip("selenium.webdriver", reason="selenium is not installed; "
-                               "run `bash scripts/install_browser.sh`")
+                               "run `bash scripts/install_test_deps.sh`")
 
 
 @pytest.fixture
