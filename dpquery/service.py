@@ -18,7 +18,7 @@ from fractions import Fraction
 
 from budget.amounts import Amount
 from budget.ledger import Ledger
-from dpquery.engine import catalog, execute, plan as planner
+from dpquery.engine import catalog, execute, plan as planner, postprocess
 from dpquery.config import Settings
 from dpquery.deadline import call_within
 from dpquery.errors import IdempotencyConflict, NotFound, QueryInterrupted
@@ -53,7 +53,8 @@ class Service:
 
     def parse(self, body) -> Request:
         """Body -> request, refused with a clear error before any data is read."""
-        return parse_body(body, max_sql_chars=self.settings.server["max_sql_chars"])
+        return parse_body(body, max_sql_chars=self.settings.server["max_sql_chars"],
+                          datasets=self.settings.datasets)
 
     def preview(self, body) -> dict:
         """Spend and expected accuracy of a query. Reads no data, charges nothing."""
@@ -233,10 +234,7 @@ def _describe_plan(plan) -> dict:
 
 
 def _columns(request: Request) -> list[str]:
-    cols = list(request.query.group_by)
-    for a in request.query.aggregates:
-        cols += [a.alias, f"{a.alias}_ci_low", f"{a.alias}_ci_high"]
-    return cols
+    return postprocess.output_columns(request.query)
 
 
 def _aggregate_info(plan, agg) -> dict:
@@ -248,7 +246,7 @@ def _aggregate_info(plan, agg) -> dict:
                        "scale": float(f"{sp.scale:.6g}"),
                        "spend": amount_json(spend_amount(plan.measure, exact[sp.stat.column]))}
                       for sp in stats]}
-    if agg.column is not None:
+    if agg.column is not None and plan.table.column(agg.column).lower is not None:
         col = plan.table.column(agg.column)
         info["clamp"] = [col.lower, col.upper]
     if agg.kind != "quantile":

@@ -41,7 +41,7 @@ def test_canonical_text_differs_for_a_rephrased_query():
 def test_refused_sql_names_the_problem(sql, fragment, status, settings):
     tables = {"purchases": _table_that_must_not_be_read(settings)}
     with pytest.raises(DPQueryError) as err:
-        request = parse_body({"sql": sql, "epsilon": 0.5})
+        request = parse_body({"sql": sql, "epsilon": 0.5}, datasets=settings.datasets)
         catalog.check_query(request.query, tables)
     assert fragment in err.value.message
     assert err.value.status == int(status)

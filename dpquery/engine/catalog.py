@@ -130,7 +130,9 @@ def check_query(query: Query, tables: dict[str, Table]) -> Table:
         _check_column(ds, name, "GROUP BY")
         _check_groupable(ds, ds.columns[name])
     for agg in query.aggregates:
-        if agg.column is not None:
+        if agg.kind == "count" and agg.column is not None:  # COUNT(col): any column
+            _check_column(ds, agg.column, "COUNT")
+        elif agg.column is not None:
             _check_numeric(ds, agg.column, agg.kind.upper())
         _check_predicate(ds, agg.condition)
     _check_predicate(ds, query.where)
@@ -227,6 +229,22 @@ def _check_literals(ds: Dataset, leaf) -> None:
         if leaf.column == ds.category_column and v in ds.excluded_categories:
             raise PolicyViolation(f"category {v!r} is excluded by policy and never queryable "
                                   f"(excluded: {', '.join(ds.excluded_categories)})")
+    if col.values is not None and not isinstance(leaf, Between):
+        _check_domain(col, values)
+
+
+def _check_domain(col, values: list) -> None:
+    """= , <> and IN name public values only: a typo would silently match no rows.
+
+    The domain is public configuration, so listing it reveals nothing; the
+    value echoed is the partner's own literal.
+    """
+    for v in values:
+        if v not in col.values:
+            near = [w for w in col.values if str(w).casefold() == str(v).casefold()]
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise InvalidQuery(f"{v!r} is not a value of column {col.name!r}{hint}. Its public "
+                               f"values are: {', '.join(map(str, col.values))}")
 
 
 def _check_groups(ds: Dataset, query: Query) -> None:

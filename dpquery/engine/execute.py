@@ -10,8 +10,9 @@ import math
 
 import polars as pl
 
-from dpquery.engine import engines, intervals, noise
+from dpquery.engine import engines, intervals, noise, postprocess, spread
 from dpquery.engine.plan import RATIOS, Plan, StatPlan
+from dpquery.engine.query import SPREADS
 from dpquery.engine.vector_plan import stat_sensitivity
 
 
@@ -75,7 +76,8 @@ def _join(plan: Plan, keys: pl.DataFrame | None, frames: list[pl.DataFrame]) -> 
 
 
 def answer_rows(plan: Plan, noisy: pl.DataFrame) -> list[dict]:
-    """One flat row per public key: keys, then value, ci_low, ci_high per aggregate."""
+    """One flat row per public key: keys, then value, ci_low, ci_high per aggregate;
+    then the query's derived columns, HAVING, ORDER BY and LIMIT (postprocess.py)."""
     query = plan.request.query
     by = list(query.group_by)
     stats = {sp.stat.column: sp for sp in plan.stats}
@@ -85,7 +87,7 @@ def answer_rows(plan: Plan, noisy: pl.DataFrame) -> list[dict]:
         for agg in query.aggregates:
             row.update(_aggregate_cells(plan, agg, record, stats))
         rows.append(row)
-    return _order_and_limit(rows, query)
+    return postprocess.finish(rows, query)
 
 
 def _aggregate_cells(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]) -> dict:
@@ -94,6 +96,8 @@ def _aggregate_cells(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]) 
         value, low, high = _ratio(plan, agg, record, stats)
     elif agg.kind == "quantile":
         value, low, high = _num(record[a]), None, None
+    elif agg.kind in SPREADS:
+        value, low, high = _spread(plan, agg, record, stats)
     else:
         value = _num(record[a]) * stats[a].stat.unit
         acc = stats[a].accuracy
@@ -101,6 +105,16 @@ def _aggregate_cells(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]) 
         if _non_negative(plan, agg):  # a count or sum of non-negative values is never below 0
             value, low, high = max(value, 0.0), max(low, 0.0), max(high, 0.0)
     return {a: value, f"{a}_ci_low": low, f"{a}_ci_high": high}
+
+
+def _spread(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]):
+    """VARIANCE/STDDEV from Σ(x − c), Σ(x − c)² and n, each at 1 − α/3 (spread.py)."""
+    alpha = (1 - plan.request.confidence) / 3
+    parts = [stats[f"{agg.alias}.{role}"] for role in ("num", "sq", "den")]
+    values = [_num(record[sp.stat.column]) * sp.stat.unit for sp in parts]
+    widths = tuple(spread.half_width(sp, alpha) for sp in parts)
+    low, high = _bounds(plan, agg.column)
+    return spread.interval(agg.kind, *values, widths, (high - low) / 2)
 
 
 def _ratio(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]):
@@ -149,15 +163,3 @@ def _non_negative(plan: Plan, agg) -> bool:
 
 def _num(value) -> float:
     return float(value) if value is not None else math.nan
-
-
-def _order_and_limit(rows: list[dict], query) -> list[dict]:
-    for order in reversed(query.order_by):
-        rows.sort(key=lambda r: _sort_key(r[order.name]), reverse=order.descending)
-    return rows[: query.limit] if query.limit is not None else rows
-
-
-def _sort_key(value):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return (1, 0)
-    return (0, value)

@@ -19,7 +19,7 @@ from dpquery.engine.bounded import Cell
 from dpquery.engine.catalog import Table
 from dpquery.engine.prepare import ROW_RANK
 from dpquery.engine.query import Compare
-from dpquery.engine.query import Aggregate
+from dpquery.engine.query import SPREADS, Aggregate
 
 dp.enable_features("contrib")
 
@@ -30,7 +30,7 @@ class Stat:
 
     column: str
     aggregate: str
-    role: str  # value | num | den
+    role: str  # value | num | den (| sq: a spread's sum of squares)
     shape: str  # rows | group_rows | customers
     expr: Callable[[float | None], pl.Expr]
     pre: Callable[[], pl.Expr] | None = None  # per-customer column it reads (customers shape)
@@ -57,6 +57,8 @@ def stats_for(agg: Aggregate, table: Table, groups: int) -> list[Stat]:
     source, bounds, unit = summable(col)
     if agg.kind == "sum":
         return [_sum_stat(agg, col, source, bounds, unit, table, groups)]
+    if agg.kind in SPREADS:
+        return _spread_stats(a, source, bounds, unit)
     return _avg_stats(a, source, bounds, unit)
 
 
@@ -86,6 +88,28 @@ def _avg_stats(a: str, source: str, bounds, unit: float) -> list[Stat]:
                  lambda s: (pl.col(source) - mid).dp.sum(centred, scale=s).alias(num),
                  unit=unit, center=mid * unit, cell=cell),
             _len_stat(den, a, "den", "rows")]
+
+
+def _spread_stats(a: str, source: str, bounds, unit: float) -> list[Stat]:
+    """VARIANCE and STDDEV from Σ(x − c), Σ(x − c)² and a count (c: the clamp midpoint).
+
+    The square is clamped to [0, m²], m the largest |x − c| of a clamped value,
+    so one row changes it by at most m²: OpenDP sizes its noise from those
+    bounds. Engines have no square cell yet: these run on OpenDP's polars.
+    """
+    num, sq = f"{a}.num", f"{a}.sq"
+    mid = (bounds[0] + bounds[1]) // 2 if isinstance(bounds[0], int) else (bounds[0] + bounds[1]) / 2
+    reach = max(mid - bounds[0], bounds[1] - mid)
+    centred = (bounds[0] - mid, bounds[1] - mid)
+
+    def square(s):
+        x = pl.col(source).clip(bounds[0], bounds[1]) - mid
+        return (x * x).dp.sum((0 * reach, reach * reach), scale=s).alias(sq)
+    return [Stat(num, a, "num", "rows",
+                 lambda s: (pl.col(source) - mid).dp.sum(centred, scale=s).alias(num),
+                 unit=unit, center=mid * unit),
+            Stat(sq, a, "sq", "rows", square, unit=unit * unit),
+            _len_stat(f"{a}.den", a, "den", "rows")]
 
 
 def summable(col):

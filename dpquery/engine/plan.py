@@ -20,7 +20,8 @@ from dpquery.engine import bounded as bounded_mod, catalog, frames, intervals, m
 from dpquery.engine.catalog import Table
 from dpquery.errors import AccuracyUnreachable, InternalError, InvalidQuery
 from dpquery.engine.mechanisms import Stat
-from dpquery.engine.query import AccuracyTarget, Request, Spend
+from dpquery.engine import postprocess
+from dpquery.engine.query import SPREADS, AccuracyTarget, Request, Spend
 
 dp.enable_features("contrib")
 
@@ -393,6 +394,22 @@ def _notes(request: Request, table: Table, key_release) -> list[str]:
     if any(a.kind == "quantile" for a in request.query.aggregates):
         notes.append("Quantiles are chosen among configured candidates by the exponential "
                      "mechanism; they have no interval.")
+    return notes + postprocess.notes(request.query, request.confidence) + _kind_notes(request.query)
+
+
+def _kind_notes(query) -> list[str]:
+    """What COUNT(col) and VARIANCE/STDDEV mean here (from the query alone)."""
+    notes, kinds = [], {a.kind for a in query.aggregates}
+    if any(a.kind == "count" and a.column for a in query.aggregates):
+        notes.append("COUNT(column) counts rows where the column is not null; the prepared "
+                     "table drops rows with a null in any declared column, so it equals "
+                     "COUNT(*) here.")
+    if kinds & set(SPREADS):
+        notes.append("VARIANCE and STDDEV come from noisy sums of values and of squared "
+                     "values (centred on the clamp range's midpoint) and a noisy count; their "
+                     "interval joins the three parts' intervals, each at a third of the error "
+                     "rate, so it holds at the stated confidence. They run on the OpenDP "
+                     "polars path.")
     return notes
 
 
@@ -411,6 +428,8 @@ def expected_halfwidth(plan: Plan, alias: str, assumed: int | None = None) -> fl
     sps = {sp.stat.role: sp for sp in plan.stats if sp.stat.aggregate == alias}
     agg = next(a for a in plan.request.query.aggregates if a.alias == alias)
     size = group_size(agg.kind, assumed)
+    if agg.kind in SPREADS:
+        return math.inf  # depends on the group's size and spread: no promise in advance
     if agg.kind not in RATIOS:
         return sps["value"].accuracy
     centre = sps["num"].stat.center
@@ -433,8 +452,9 @@ def _plan_for_accuracy(request: Request, table: Table, target: AccuracyTarget) -
     if alias not in aliases:
         raise InvalidQuery(f"accuracy target names {alias!r}; the query's aggregates are "
                            f"{', '.join(aliases)}")
-    if next(a for a in request.query.aggregates if a.alias == alias).kind == "quantile":
-        raise InvalidQuery("an accuracy target cannot be set on a quantile; state epsilon instead")
+    if next(a for a in request.query.aggregates if a.alias == alias).kind in ("quantile", *SPREADS):
+        raise InvalidQuery(f"an accuracy target cannot be set on {alias!r} (a quantile, "
+                           "variance or standard deviation); state epsilon instead")
     request = Request(request.query, request.budget, target.confidence, request.extras)
     cap = ds.max_epsilon_per_query
 

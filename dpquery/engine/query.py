@@ -12,11 +12,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Union
 
 from dpquery.errors import InvalidQuery
+from dpquery.engine.outputs import Output, refs
 
 Scalar = Union[str, int, float]
 COMPARISONS = ("=", "<>", "<", "<=", ">", ">=")
-AGGREGATES = ("count", "count_customers", "sum", "avg", "quantile", "purchase_rate")
-NEEDS_COLUMN = ("sum", "avg", "quantile")
+SPREADS = ("var_pop", "var_samp", "stddev_pop", "stddev_samp")
+AGGREGATES = ("count", "count_customers", "sum", "avg", "quantile", "purchase_rate", *SPREADS)
+NEEDS_COLUMN = ("sum", "avg", "quantile", *SPREADS)
+MAY_NAME_COLUMN = ("count",)  # COUNT(col): non-null rows of col
 
 # Query-size budget, checked before anything is planned. OpenDP and polars walk a
 # condition recursively on the native stack, so an oversized one kills the worker
@@ -179,7 +182,8 @@ class Aggregate:
                                f"to {MAX_WEIGHT}, e.g. 2 to give it twice the spend of the others")
         if self.kind not in AGGREGATES:
             raise InvalidQuery(f"unknown aggregate {self.kind!r}; use one of {', '.join(AGGREGATES)}")
-        if (self.kind in NEEDS_COLUMN) != (self.column is not None):
+        if self.column is None and self.kind in NEEDS_COLUMN or self.column is not None \
+                and self.kind not in NEEDS_COLUMN + MAY_NAME_COLUMN:
             raise InvalidQuery(f"{self.kind.upper()} needs exactly one numeric column"
                                if self.kind in NEEDS_COLUMN else f"{self.kind} takes no column")
         if self.kind == "quantile" and not (self.quantile is not None and 0 <= self.quantile <= 1):
@@ -202,11 +206,13 @@ class Query:
     where: Predicate | None = None
     order_by: tuple[OrderBy, ...] = ()
     limit: int | None = None
+    select: tuple = ()  # outputs.Output columns in order; () = group columns, then aggregates
+    having: Predicate | None = None  # on output columns, applied to the noisy rows
 
     def __post_init__(self):
         if not self.aggregates:
             raise InvalidQuery("a query needs at least one aggregate, e.g. COUNT(*)")
-        check_size([c for c in (self.where, *(a.condition for a in self.aggregates))
+        check_size([c for c in (self.where, self.having, *(a.condition for a in self.aggregates))
                     if c is not None])
         if len(self.group_by) > 3:
             raise InvalidQuery("GROUP BY takes at most 3 columns")
@@ -217,9 +223,31 @@ class Query:
             raise InvalidQuery("two output columns share a name; give each aggregate its own alias (AS ...)")
         if self.limit is not None and not 0 <= self.limit <= INT_RANGE[1]:
             raise InvalidQuery("LIMIT must be a whole number from 0 to 2^63-1")
+        names = _check_outputs(self.select, names)
         for o in self.order_by:
             if o.name not in names:
                 raise InvalidQuery(f"ORDER BY {o.name!r} is not an output column; use one of {', '.join(names)}")
+        for name in sorted(predicate_columns(self.having)):
+            if name not in names:
+                raise InvalidQuery(f"HAVING reads {name!r}, which is not an output column; "
+                                   f"use one of {', '.join(names)}")
+
+
+def _check_outputs(select: tuple, names: list[str]) -> list[str]:
+    """Output columns read only group columns and aggregates, and have distinct names.
+
+    Returns every name ORDER BY and HAVING may use: outputs, then the rest."""
+    if not select:
+        return names
+    outs = [o.name for o in select]
+    if not all(isinstance(o, Output) for o in select) or len(set(outs)) != len(outs):
+        raise InvalidQuery("two output columns share a name; give each its own alias (AS ...)")
+    for out in select:
+        for ref in refs(out.expr):
+            if ref not in names:
+                raise InvalidQuery(f"output column {out.name!r} reads {ref!r}, which is neither "
+                                   f"a group column nor an aggregate")
+    return outs + [n for n in names if n not in outs]
 
 
 @dataclass(frozen=True)
@@ -300,12 +328,16 @@ def canonical(request: Request) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
+_OMITTED_WHEN_EMPTY = ("select", "having")  # added later: older queries keep their text
+
+
 def _tagged(node):
     if isinstance(node, tuple):
         return [_tagged(n) for n in node]
     if hasattr(node, "__dataclass_fields__"):
         fields = {k: _tagged(getattr(node, k)) for k in node.__dataclass_fields__
-                  if k != "extras" and not (k == "weight" and getattr(node, k) == 1)}
+                  if k != "extras" and not (k == "weight" and getattr(node, k) == 1)
+                  and not (k in _OMITTED_WHEN_EMPTY and getattr(node, k) in ((), None))}
         return {"node": type(node).__name__, **fields}
     return node
 

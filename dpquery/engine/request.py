@@ -23,6 +23,7 @@ import re
 from dpquery.errors import InvalidQuery, InvalidRequest
 from dpquery.engine.query import (MAX_CONDITION_DEPTH, AccuracyTarget, Aggregate, And, Between,
                                   Compare, InList, Not, Or, OrderBy, Query, Request, Spend)
+from dpquery.engine import names
 from dpquery.engine.sql import parse_sql
 
 BODY_KEYS = {"sql", "query", "epsilon", "rho", "accuracy", "confidence", "purpose", "dataset",
@@ -30,8 +31,14 @@ BODY_KEYS = {"sql", "query", "epsilon", "rho", "accuracy", "confidence", "purpos
 DECIMAL_TEXT = re.compile(r"[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]{1,3})?|\.[0-9]+([eE][+-]?[0-9]{1,3})?")
 
 
-def parse_body(body, privacy_unit: str = "customer_id", max_sql_chars: int = 5000) -> Request:
-    """Validate a decoded JSON body and build the `Request` it describes."""
+def parse_body(body, privacy_unit: str = "customer_id", max_sql_chars: int = 5000,
+               datasets: dict | None = None) -> Request:
+    """Validate a decoded JSON body and build the `Request` it describes.
+
+    With `datasets` (name -> config.Dataset, public configuration only), table
+    and column names are matched case-insensitively (names.py) and
+    COUNT(DISTINCT ...) uses the queried dataset's privacy unit.
+    """
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object, e.g. "
                            '{"sql": "SELECT region, COUNT(*) FROM purchases GROUP BY region", "epsilon": 0.5}')
@@ -42,9 +49,9 @@ def parse_body(body, privacy_unit: str = "customer_id", max_sql_chars: int = 500
         sql = body["sql"]
         if isinstance(sql, str) and len(sql) > max_sql_chars:
             raise InvalidQuery(f"SQL is {len(sql)} characters; the limit is {max_sql_chars}")
-        query = parse_sql(sql, privacy_unit)
+        query = parse_sql(sql, privacy_unit, datasets)
     else:
-        query = query_from_json(body["query"])
+        query = names.resolve(query_from_json(body["query"]), datasets)
     query = _weighted(query, body.get("weights"))
     extras = {"purpose": body["purpose"]} if "purpose" in body else {}
     confidence = _number(body.get("confidence", 0.95), "confidence", InvalidRequest)

@@ -4,13 +4,21 @@ The SQL is never executed as SQL: its syntax tree is read node by node and
 anything outside the supported subset is refused with a message that points at
 the text. Supported:
 
-    SELECT <group columns>, <aggregates> FROM <table> [WHERE ...]
-    [GROUP BY <columns>] [ORDER BY <output column> [ASC|DESC], ...] [LIMIT n]
+    SELECT [TOP n] <group columns [AS name]>, <aggregates, constants and
+           arithmetic on them [AS name]> FROM <table> [WHERE ...]
+    [GROUP BY <columns, aliases or positions>] [HAVING <condition on outputs>]
+    [ORDER BY <output column, alias, position or aggregate> [ASC|DESC], ...] [LIMIT n]
 
-Aggregates: COUNT(*), COUNT(DISTINCT <privacy unit>), SUM(col), AVG(col),
-MEDIAN(col), QUANTILE(col, q), PURCHASE_RATE(<condition>).
+Aggregates: COUNT(*), COUNT(col), COUNT(DISTINCT <privacy unit>), SUM(col),
+AVG(col), MEDIAN(col), QUANTILE(col, q), PERCENTILE_CONT(q) WITHIN GROUP
+(ORDER BY col), VARIANCE/VAR_SAMP/VAR_POP(col), STDDEV/STDDEV_SAMP/
+STDDEV_POP/STD(col), PURCHASE_RATE(<condition>). The select list, HAVING and
+ORDER BY are read in sql_select.py; names are matched to the catalog's in
+names.py.
 """
 from __future__ import annotations
+
+import re
 
 import sqlglot
 from sqlglot import exp
@@ -19,9 +27,21 @@ from sqlglot.tokens import TokenType
 
 from dpquery.errors import InvalidQuery
 from dpquery.engine.query import (INT_RANGE, MAX_CONDITION_DEPTH, Aggregate, And, Between,
-                                  Compare, InList, Not, Or, OrderBy, Query)
+                                  Compare, InList, Not, Or, Query)
 
-FUNCTIONS = "COUNT(*), COUNT(DISTINCT customer_id), SUM, AVG, MEDIAN, QUANTILE, PURCHASE_RATE"
+FUNCTIONS = ("COUNT(*), COUNT(col), COUNT(DISTINCT <privacy unit>), SUM, AVG, MEDIAN, QUANTILE, "
+             "PERCENTILE_CONT, VARIANCE, VAR_POP, STDDEV, STDDEV_POP, PURCHASE_RATE")
+ANONYMOUS_AGGREGATES = ("PURCHASE_RATE", "STD", "QUANTILE", "MEDIAN")
+_SPREADS = {exp.Variance: "var_samp", exp.VariancePop: "var_pop", exp.Stddev: "stddev_samp",
+            exp.StddevSamp: "stddev_samp", exp.StddevPop: "stddev_pop"}
+# Other dialects' spellings, refused with how to write them here (before sqlglot parses).
+_DIALECT_HINTS = [
+    (re.compile(r"\bSELECT\s+WITH\s+DIFFERENTIAL_PRIVACY\b", re.I),
+     "BigQuery's SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS(...) is not needed here: every "
+     "query is differentially private. Write a plain SELECT and state the spend in the "
+     'request ("epsilon": 0.5); the privacy unit and contribution bounds come from the '
+     "dataset's configuration (GET /v1/datasets)"),
+]
 _COMPARE = {exp.EQ: "=", exp.NEQ: "<>", exp.LT: "<", exp.LTE: "<=", exp.GT: ">", exp.GTE: ">="}
 # Parentheses and NOTs nested in the text, counted on the tokens before sqlglot parses
 # (its parser recurses about 20 Python frames per parenthesis). Room for a condition
@@ -32,43 +52,50 @@ _OPERANDS = (TokenType.NUMBER, TokenType.STRING, TokenType.VAR, TokenType.IDENTI
              TokenType.R_PAREN, TokenType.STAR)
 
 
-def parse_sql(text: str, privacy_unit: str = "customer_id") -> Query:
-    """Parse one SELECT statement into a `Query` (catalog checks come later)."""
+def parse_sql(text: str, privacy_unit: str = "customer_id", datasets: dict | None = None) -> Query:
+    """Parse one SELECT statement into a `Query` (catalog checks come later).
+
+    With `datasets` (name -> config.Dataset), names are matched to the catalog's
+    case-insensitively and COUNT(DISTINCT ...) uses the queried dataset's unit.
+    """
     try:
-        return _query(text, privacy_unit)
+        return _query(text, privacy_unit, datasets)
     except RecursionError:  # a backstop: _check_nesting keeps sqlglot well inside the limit
         raise InvalidQuery(f"the SQL nests too deeply to read; keep parentheses, NOT, signs "
                            f"and casts under {MAX_NESTING} levels") from None
 
 
-def _query(text: str, privacy_unit: str) -> Query:
+def _query(text: str, privacy_unit: str, datasets: dict | None = None) -> Query:
+    from dpquery.engine import names, sql_select  # they read this module's helpers
     tree = _parse(text)
     _refuse_unsupported(tree, text)
-    group_by = tuple(_group_columns(tree, text))
-    aggregates = []
-    for item in tree.expressions:
-        node, alias = (item.this, item.alias) if isinstance(item, exp.Alias) else (item, None)
-        if isinstance(node, exp.Column):
-            _check_grouped(node.name, group_by, text, node)
-            continue
-        aggregates.append(_aggregate(node, alias, privacy_unit, text))
+    dataset = _table(tree, text)
+    if datasets:
+        privacy_unit = names.privacy_unit(dataset, datasets, privacy_unit)
+    shape = sql_select.read(tree, text, privacy_unit)
     where = tree.args.get("where")
-    return Query(
-        dataset=_table(tree, text),
-        aggregates=tuple(_unique_aliases(aggregates)),
-        group_by=group_by,
-        where=_predicate(where.this, text) if where else None,
-        order_by=tuple(_order_by(tree, text)),
+    query = Query(
+        dataset=dataset,
+        aggregates=tuple(shape.aggregates),
+        group_by=shape.group_by,
+        where=sql_select.where_condition(where.this, text) if where else None,
+        order_by=tuple(shape.order_by),
         limit=_limit(tree, text),
+        select=tuple(shape.outputs) if shape.needs_select else (),
+        having=shape.having,
     )
+    return names.resolve(query, datasets)
 
 
 def _parse(text: str) -> exp.Select:
     if not isinstance(text, str) or not text.strip():
         raise InvalidQuery("'sql' must be a non-empty SQL SELECT statement")
+    for pattern, hint in _DIALECT_HINTS:
+        if pattern.search(text):
+            raise InvalidQuery(hint)
     try:
         _check_nesting(text)
-        statements = sqlglot.parse(text, dialect="postgres")
+        statements = sqlglot.parse(text, dialect="tsql" if _has_top(text) else "postgres")
     except ParseError as err:
         first = err.errors[0] if err.errors else {}
         raise _at(text, first.get("line", 1), first.get("col", 1),
@@ -82,6 +109,13 @@ def _parse(text: str) -> exp.Select:
     if not isinstance(tree, exp.Select):
         raise InvalidQuery(f"only SELECT queries are supported, not {tree.key.upper()}")
     return tree
+
+
+def _has_top(text: str) -> bool:
+    """SELECT TOP n (T-SQL) is read as LIMIT n: parsed with sqlglot's T-SQL dialect."""
+    tokens = sqlglot.Dialect.get_or_raise("postgres").tokenize(text)
+    return any(a.token_type == TokenType.SELECT and b.text.upper() == "TOP"
+               for a, b in zip(tokens, tokens[1:]))
 
 
 def _check_nesting(text: str) -> None:
@@ -142,20 +176,24 @@ def _find(text: str, fragment: str) -> int:
 
 def _refuse_unsupported(tree: exp.Select, text: str) -> None:
     checks = [
-        (exp.Join, "JOINs are not supported: query one table"),
-        (exp.Subquery, "subqueries are not supported: send one flat SELECT"),
-        (exp.Window, "window functions (OVER ...) are not supported"),
-        (exp.Union, "UNION is not supported"),
-        (exp.Having, "HAVING is not supported: filter the noisy output yourself"),
-        (exp.With, "WITH (common table expressions) is not supported"),
+        (exp.Join, "JOINs are not supported: each dataset is one private table, joined "
+                   "before it was published here. Query one table, with the conditions in WHERE"),
+        (exp.Subquery, "subqueries are not supported: a query over rows would see single "
+                       "customers. Send one flat SELECT; put row conditions in WHERE and "
+                       "conditions on results in HAVING"),
+        (exp.Window, "window functions (OVER ...) are not supported: aggregate per group "
+                     "with GROUP BY, then order the noisy rows with ORDER BY ... LIMIT n"),
+        (exp.Union, "UNION is not supported: send each SELECT as its own query"),
+        (exp.With, "WITH (common table expressions) is not supported: send one flat SELECT"),
         (exp.Star, None),
     ]
     for kind, message in checks:
         for node in tree.find_all(kind):
             if kind is exp.Star:
                 if not isinstance(node.parent, exp.Count):
-                    raise _node_error(text, node, "SELECT * is not allowed: name group "
-                                      "columns and aggregates, e.g. SELECT region, COUNT(*)")
+                    raise _node_error(text, node, "SELECT * is not allowed: rows never leave "
+                                  "the data owner. Name group columns and aggregates, e.g. "
+                                  "SELECT <column>, COUNT(*) FROM <table> GROUP BY <column>")
                 continue
             raise _node_error(text, node, message)
     if tree.args.get("distinct"):
@@ -172,25 +210,11 @@ def _table(tree: exp.Select, text: str) -> str:
     table = source.this
     if not isinstance(table, exp.Table):
         raise _node_error(text, table, "FROM must name one table")
-    return table.name
+    return table.name  # a schema or catalog prefix (shop.purchases) is matched in names.py
 
 
-def _group_columns(tree: exp.Select, text: str) -> list[str]:
-    group = tree.args.get("group")
-    if not group:
-        return []
-    names = []
-    for node in group.expressions:
-        if not isinstance(node, exp.Column):
-            raise _node_error(text, node, "GROUP BY takes column names only (no positions or expressions)")
-        names.append(node.name)
-    return names
 
 
-def _check_grouped(name: str, group_by: tuple, text: str, node) -> None:
-    if name not in group_by:
-        raise _node_error(text, node, f"column {name!r} is selected but not aggregated: "
-                          f"add it to GROUP BY or wrap it in an aggregate ({FUNCTIONS})")
 
 
 def _aggregate(node, alias, unit: str, text: str) -> Aggregate:
@@ -201,6 +225,16 @@ def _aggregate(node, alias, unit: str, text: str) -> Aggregate:
         if isinstance(node, cls):
             return Aggregate(kind, alias or f"{kind}_{_column(node.this, text)}",
                              column=_column(node.this, text))
+    for cls, kind in _SPREADS.items():
+        if isinstance(node, cls):
+            return _spread(kind, node.this, alias, text)
+    if isinstance(node, exp.Anonymous) and node.name.upper() == "STD":  # MySQL: STDDEV_POP
+        if len(node.expressions) != 1:
+            raise _node_error(text, node, "STD takes one numeric column")
+        return _spread("stddev_pop", node.expressions[0], alias, text)
+    if isinstance(node, exp.WithinGroup) and isinstance(node.this, (exp.PercentileCont,
+                                                                    exp.PercentileDisc)):
+        return _percentile(node, alias, text)
     if isinstance(node, exp.Median):
         column = _column(node.this, text)
         return Aggregate("quantile", alias or f"median_{column}", column=column, quantile=0.5)
@@ -226,9 +260,32 @@ def _count(node: exp.Count, alias, unit: str, text: str) -> Aggregate:
         return Aggregate("count", alias or "count")
     if isinstance(inner, exp.Distinct) and len(inner.expressions) == 1:
         column = _column(inner.expressions[0], text)
-        if column == unit:
+        if column.casefold() == unit.casefold():
             return Aggregate("count_customers", alias or "customers")
-    raise _node_error(text, node, f"COUNT supports COUNT(*) and COUNT(DISTINCT {unit}) only")
+        raise _node_error(text, node, f"COUNT(DISTINCT {column}) would reveal how many distinct "
+                          f"values exist; COUNT(DISTINCT {unit}) counts customers. For the "
+                          f"values of {column}, GROUP BY it (its public values are listed "
+                          "in GET /v1/datasets)")
+    if isinstance(inner, exp.Column):  # non-null rows: see the note plan.py adds
+        return Aggregate("count", alias or f"count_{inner.name}", column=inner.name)
+    raise _node_error(text, node, f"COUNT supports COUNT(*), COUNT(column) and "
+                      f"COUNT(DISTINCT {unit})")
+
+
+def _spread(kind: str, node, alias, text: str) -> Aggregate:
+    column = _column(node, text)
+    return Aggregate(kind, alias or f"{kind}_{column}", column=column)
+
+
+def _percentile(node: exp.WithinGroup, alias, text: str) -> Aggregate:
+    """PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col): a quantile among the candidates."""
+    order = node.expression.expressions if isinstance(node.expression, exp.Order) else []
+    if len(order) != 1 or order[0].args.get("desc"):
+        raise _node_error(text, node, "PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col) takes one "
+                          "column in ascending order; for the top, use 1 - q")
+    column = _column(order[0].this, text)
+    q = _number(node.this.this, text)
+    return Aggregate("quantile", alias or f"q{q:g}_{column}", column=column, quantile=float(q))
 
 
 def _column(node, text: str) -> str:
@@ -254,7 +311,8 @@ def _literal(node, text: str):
     if isinstance(node, exp.Literal) and node.is_string:
         return node.this
     if isinstance(node, exp.Boolean):
-        raise _node_error(text, node, "TRUE/FALSE literals are not supported here")
+        raise _node_error(text, node, "columns hold text or numbers: compare them with a "
+                          "quoted string or a number, not TRUE/FALSE")
     return _number(node, text)
 
 
@@ -278,6 +336,10 @@ def _predicate(node, text: str):
     for cls, op in _COMPARE.items():
         if isinstance(node, cls):
             return _compare(node, op, text)
+    if isinstance(node, (exp.Like, exp.ILike)):
+        raise _node_error(text, node, "LIKE is not supported: the values of grouping columns "
+                          "are public (GET /v1/datasets lists them); name the ones you want "
+                          "with IN ('a', 'b')")
     raise _node_error(text, node, "conditions support =, <>, <, <=, >, >=, IN, BETWEEN, "
                       "AND, OR and NOT on columns and literals")
 
@@ -323,17 +385,6 @@ def _between(node: exp.Between, text: str, negated: bool = False) -> Between:
                    _literal(node.args["high"], text), negated)
 
 
-def _order_by(tree: exp.Select, text: str) -> list[OrderBy]:
-    order = tree.args.get("order")
-    if not order:
-        return []
-    items = []
-    for ordered in order.expressions:
-        node = ordered.this
-        if not isinstance(node, exp.Column):
-            raise _node_error(text, node, "ORDER BY takes output column names or aliases")
-        items.append(OrderBy(node.name, bool(ordered.args.get("desc"))))
-    return items
 
 
 def _limit(tree: exp.Select, text: str) -> int | None:
@@ -344,15 +395,3 @@ def _limit(tree: exp.Select, text: str) -> int | None:
     if not isinstance(value, int):
         raise _node_error(text, limit, "LIMIT takes a whole number")
     return value
-
-
-def _unique_aliases(aggregates: list[Aggregate]) -> list[Aggregate]:
-    seen: dict[str, int] = {}
-    out = []
-    for agg in aggregates:
-        n = seen.get(agg.alias, 0)
-        seen[agg.alias] = n + 1
-        if n:
-            agg = Aggregate(agg.kind, f"{agg.alias}_{n + 1}", agg.column, agg.quantile, agg.condition)
-        out.append(agg)
-    return out
