@@ -18,6 +18,7 @@ from fractions import Fraction
 
 from budget.amounts import Amount
 from budget.ledger import Ledger
+from dpquery import derive
 from dpquery.engine import catalog, execute, plan as planner, postprocess
 from dpquery.config import Settings
 from dpquery.deadline import call_within
@@ -73,6 +74,7 @@ class Service:
         the same canonical query on the same data version returns the stored
         answer and charges nothing, so asking again cannot average noise away.
         """
+        may_derive, body = derive.option(body)
         request = self.parse(body)
         table = catalog.check_query(request.query, self.tables)
         plan = planner.build(request, table)
@@ -83,12 +85,33 @@ class Service:
             if stored is not None:
                 return self._as_repeat(stored, partner_id, table.name)
             actor = f"partner:{partner_id}" + (f" purpose:{purpose}" if purpose else "")
+            derived = derive.find(self.ledger, partner_id, request, table, plan,
+                                  _describe_plan) if may_derive else None
+            if derived is not None:
+                return self._derived(derived, partner_id, table, (request_id, query_text,
+                                                                  cache_id), actor)
             reservation = self.ledger.reserve(partner_id, table.name, _amount(plan),
                                               request_id, query_text, actor=actor)
             if reservation.replayed:
                 return self._as_repeat(self._wait_for_answer(reservation),
                                        partner_id, table.name)
         return self._release(plan, reservation, partner_id, cache_id)
+
+    def _derived(self, answer: dict, partner_id: str, table, ids: tuple, actor: str) -> dict:
+        """Record a derived answer (derive.py) as a zero-cost reservation holding it:
+        no noise is drawn and the partner's spend does not change."""
+        request_id, query_text, cache_id = ids
+        sources = ",".join(str(i) for i in answer["derived_from"])
+        reservation = self.ledger.reserve(partner_id, table.name, Amount(), request_id,
+                                          query_text, actor=f"{actor} derived-from:{sources}"[:200])
+        if reservation.replayed:
+            return self._as_repeat(self._wait_for_answer(reservation), partner_id, table.name)
+        answer.update(data_version=table.version, query_id=reservation.id,
+                      request_id=reservation.request_id, cache_id=cache_id, repeat=False)
+        self.ledger.commit(reservation.id, json.dumps(answer))
+        answer["remaining"] = self._remaining(partner_id, table.name)
+        answer["charged"] = answer["cost"]
+        return answer
 
     def _release(self, plan, reservation, partner_id: str, cache_id: str) -> dict:
         try:
