@@ -81,6 +81,7 @@ class _Reader:
     def __init__(self, shape: Shape, text: str, unit: str, items):
         self.shape, self.text, self.unit, self.items = shape, text, unit, items
         self.selected: dict[str, str] = {}  # SQL of a selected expression -> output name
+        self.user_aliases = {a for _node, a in items if a}
 
     # -- the select list ----------------------------------------------------------
 
@@ -91,7 +92,8 @@ class _Reader:
                 self.shape.needs_select = True
             return self._named(node, Output(alias or group, Ref(group)))
         if _is_aggregate(node):
-            agg = self._add(base._aggregate(node, alias, self.unit, self.text), explicit=True)
+            agg = self._add(base._aggregate(node, alias, self.unit, self.text), explicit=True,
+                            named=alias is not None)
             return self._named(node, Output(agg.alias, Ref(agg.alias)))
         self.shape.needs_select = True
         return self._named(node, Output(alias or f"col{i + 1}", self.expression(node)))
@@ -132,12 +134,15 @@ class _Reader:
                                    "SUM(x) / COUNT(*); row-level expressions are not supported")
         return base._aggregate(node, None, self.unit, self.text)  # raises: unknown function
 
-    def _add(self, agg: Aggregate, explicit: bool = False) -> Aggregate:
-        """Register an aggregate: a repeat of one already released reuses it."""
+    def _add(self, agg: Aggregate, explicit: bool = False, named: bool = False) -> Aggregate:
+        """Register an aggregate: a repeat of one already released reuses it.
+
+        A default name (sum_amount) steps aside from names the query gives (AS ...)."""
         same = [a for a in self.shape.aggregates if _same(a, agg)]
         if same and not explicit:
             return same[0]
-        taken = {a.alias for a in self.shape.aggregates} | set(self.shape.group_by)
+        taken = {a.alias for a in self.shape.aggregates} | set(self.shape.group_by) | \
+            (set() if named else self.user_aliases)
         alias, n = agg.alias, 1
         while alias in taken:
             n += 1
