@@ -174,7 +174,8 @@ ERRORS = {
     "404": "not_found", "405": "method_not_allowed",
     "409": "idempotency_conflict, query_interrupted (an identical earlier request was charged "
            "but its answer was lost) or partner_exists", "413": "too_large",
-    "429": "rate_limited (per key, per worker); Retry-After says when to try again",
+    "429": "rate_limited: over rate_limit_per_minute for this key, counted across all "
+           "workers of the host; Retry-After says when to try again",
     "500": "internal: a bug", "503": "ledger_unavailable: nothing was charged; try again",
     "504": "query_timeout",
 }
