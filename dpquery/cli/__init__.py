@@ -150,7 +150,8 @@ class _Local:
     def _plan(self, body: dict):
         from dpquery.engine import catalog, plan as planner
         from dpquery.engine.request import parse_body
-        request = parse_body(body, max_sql_chars=self.settings.server["max_sql_chars"])
+        request = parse_body(body, max_sql_chars=self.settings.server["max_sql_chars"],
+                             datasets=self.settings.datasets)
         return planner.build(request, catalog.check_query(request.query, self.tables))
 
     def answer(self, body: dict) -> dict:
