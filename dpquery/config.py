@@ -192,6 +192,7 @@ def from_dict(raw: dict, base: Path = Path("."), source: Path | None = None) -> 
     engine = _section(raw.get("engine", {}), ENGINE_SPEC, "engine")
     engine["spill_dir"] = _resolve(base, engine["spill_dir"])
     engine["spark"] = _spark(raw.get("spark", {}))  # engines read their settings from here
+    _check_spark_storage(engine["spark"], datasets)
     if ledger["url"] is not None and not ledger["url"].startswith(("postgresql://", "postgres://")):
         raise ConfigError(f"ledger.url: expected a postgresql:// URL, got {ledger['url']!r}")
     return Settings(server, _resolve(base, ledger["path"]), demo, datasets, source, engine,
@@ -287,6 +288,15 @@ def _spark(raw: Any) -> dict:
     spark["conf"] = {k: str(v).lower() if isinstance(v, bool) else str(v)
                      for k, v in spark["conf"].items()}
     return spark
+
+
+def _check_spark_storage(spark: dict, datasets: dict) -> None:
+    """A cluster's executors cannot write this host's var/prepared: name a shared location."""
+    uses_spark = any(ds.engine == "spark" for ds in datasets.values())
+    if uses_spark and not spark["master"].startswith("local") and spark["prepared_dir"] is None:
+        raise ConfigError(f"spark.master is {spark['master']!r}, a cluster: set spark.prepared_dir "
+                          "to storage its executors write and read (e.g. "
+                          "\"s3a://bucket/dpquery/prepared\"); var/prepared is only on this host")
 
 
 def is_uri(path) -> bool:

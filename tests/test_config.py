@@ -52,3 +52,13 @@ def test_every_setting_is_documented_in_the_readme():
     for section, spec in config.SECTION_SPECS.items():
         for key in spec:
             assert f"`{key}`" in readme, f"README does not document {section}.{key}"
+
+
+def test_a_spark_cluster_needs_shared_prepared_storage(tmp_path, demo_data):
+    raw = shipped_config()
+    raw["datasets"]["purchases"].update(path=str(demo_data), engine="spark")
+    raw["spark"] = {"master": "spark://head:7077"}
+    with pytest.raises(config.ConfigError, match="set spark.prepared_dir"):
+        config.from_dict(raw, base=tmp_path)
+    raw["spark"]["prepared_dir"] = "s3a://bucket/dpquery/prepared"
+    assert config.from_dict(raw, base=tmp_path).engine["spark"]["prepared_dir"]
