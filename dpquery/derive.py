@@ -24,7 +24,9 @@ stored answer carries `derived_from`.
 A query is derived only when its answer is at least as accurate as a fresh
 one at the requested spend (derived half-width <= the fresh plan's, or the
 released noise scales no larger than the fresh ones); otherwise it is
-answered fresh and charged. `"derive": false` in the body always asks for a
+answered fresh and charged. A mere rephrasing of a released query (same
+cells, e.g. another alias) is derived only when strictly more accurate (a
+smaller spend than the one held): otherwise it stays a new, charged query. `"derive": false` in the body always asks for a
 fresh answer (the first time: a repeat returns whatever was stored).
 
 The derived values estimate the released query's contribution-bounded
@@ -59,6 +61,7 @@ class Match:
     filters: dict  # released group column -> allowed values
     by: list       # the new query's group columns
     aggregates: list  # (new alias, released alias, kind)
+    rephrased: bool = False  # the same cells (no filter, no coarser grouping)
 
 
 def find(ledger, partner_id: str, request, table, plan, describe) -> dict | None:
@@ -100,7 +103,8 @@ def _match(want: dict, have: dict, table, source_id: int) -> Match | None:
         if not same:
             return None
         pairs.append((agg["alias"], same[0]["alias"], agg["kind"]))
-    return Match(source_id, filters, list(want["group_by"]), pairs)
+    return Match(source_id, filters, list(want["group_by"]), pairs,
+                 not filters and not dropped)
 
 
 def _body(agg: dict) -> dict:
@@ -146,12 +150,13 @@ def _derive(answer: dict, confidence: float, match: Match, request, plan, descri
         laws = _laws(noise[src], fresh, alias)
         if kind in ADDITIVE and (k > 1 or confidence != request.confidence):
             width = intervals.sum_halfwidth(laws["value"], k, request.confidence)
-            if not width <= planner.expected_halfwidth(plan, alias):
+            if not _better(width, planner.expected_halfwidth(plan, alias), match.rephrased):
                 return None
             single = intervals.sum_halfwidth(laws["value"], 1, confidence)
             for row, group in zip(out_rows, cells.values()):
                 row.update(_summed(alias, src, group, width, single, _non_negative(plan, kind, alias)))
-        elif k == 1 and confidence == request.confidence and _no_noisier(laws, fresh, alias):
+        elif k == 1 and confidence == request.confidence and \
+                _no_noisier(laws, fresh, alias, match.rephrased):
             width = None
             for row, (cell,) in zip(out_rows, cells.values()):
                 row.update({alias: cell[src], f"{alias}_ci_low": cell[f"{src}_ci_low"],
@@ -174,11 +179,18 @@ def _laws(entries: list, fresh: dict, alias: str) -> dict:
     return laws
 
 
-def _no_noisier(laws: dict, fresh: dict, alias: str) -> bool:
-    """Every released part has the fresh plan's law family and no larger scale."""
+def _better(derived: float, fresh: float, strictly: bool) -> bool:
+    """A rephrasing of the same cells (e.g. a new alias) is derived only when strictly
+    more accurate: as before, a merely rephrased query is a new query, charged."""
+    return derived < fresh * (1 - 1e-4) if strictly else derived <= fresh
+
+
+def _no_noisier(laws: dict, fresh: dict, alias: str, strictly: bool) -> bool:
+    """Every released part has the fresh plan's law family and a scale no larger."""
     for role, law in laws.items():
         sp = fresh[alias if role == "value" else f"{alias}.{role}"]
-        if law.gaussian != ("Gaussian" in sp.distribution) or law.scale > sp.scale * (1 + 1e-5):
+        if law.gaussian != ("Gaussian" in sp.distribution) or \
+                not _better(law.scale, sp.scale * (1 + 1e-5), strictly):
             return False
     return True
 

@@ -84,3 +84,12 @@ def test_sum_halfwidth_is_a_quantile_of_the_sum():
     width = intervals.sum_halfwidth(noise, 12, 0.95)
     assert 0.945 <= np.mean(np.abs(draws) <= width) <= 0.957
     assert np.mean(np.abs(draws) <= 0.9 * width) < 0.94
+
+
+def test_a_rephrasing_is_derived_only_when_strictly_more_accurate(svc):
+    pid = partner(svc)
+    held = svc.run(pid, {"sql": COARSE, "epsilon": 1})
+    renamed = COARSE.replace(" n ", " purchases ")
+    assert "derived_from" not in svc.run(pid, {"sql": renamed, "epsilon": 1})
+    cheaper = svc.run(pid, {"sql": COARSE.replace(" n ", " m "), "epsilon": 0.5})
+    assert cheaper["derived_from"] == [held["query_id"]]
