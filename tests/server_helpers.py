@@ -86,6 +86,13 @@ class Server:
                     if "=" in line and not line.startswith("#"))
         return keys["DPQUERY_KEY"], keys["DPQUERY_ADMIN_KEY"]
 
+    def wait_workers(self, n: int, timeout: float = 60) -> list[int]:
+        """The master's worker pids once n of them run (a busy machine boots them slowly)."""
+        deadline = time.monotonic() + timeout
+        while len(self.workers()) < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return self.workers()
+
     def workers(self) -> list[int]:
         pids = []
         for task in Path(f"/proc/{self.proc.pid}/task").glob("*/children"):

@@ -72,7 +72,7 @@ def test_first_start_made_demo_data_and_keys(server):
     r = requests.get(server.url + "/v1/budget",
                      headers={"Authorization": f"Bearer {server.partner_key}"})
     assert r.json()["datasets"][0]["budget"]["epsilon"] == "10"
-    assert len(server.workers()) == 3
+    assert len(server.wait_workers(3)) == 3
 
 
 def test_concurrent_clients_never_overspend(server):
