@@ -59,6 +59,7 @@ class Service:
 
     def preview(self, body) -> dict:
         """Spend and expected accuracy of a query. Reads no data, charges nothing."""
+        _may_derive, body = derive.option(body)
         request = self.parse(body)
         plan = planner.build(request, catalog.check_query(request.query, self.tables))
         return _describe_plan(plan)

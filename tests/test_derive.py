@@ -93,3 +93,13 @@ def test_a_rephrasing_is_derived_only_when_strictly_more_accurate(svc):
     assert "derived_from" not in svc.run(pid, {"sql": renamed, "epsilon": 1})
     cheaper = svc.run(pid, {"sql": COARSE.replace(" n ", " m "), "epsilon": 0.5})
     assert cheaper["derived_from"] == [held["query_id"]]
+
+
+def test_preview_and_spec_know_the_derive_flag(svc):
+    import jsonschema
+    from dpquery.http.openapi import QUERY_BODY
+    body = {"sql": "SELECT COUNT(*) AS n FROM purchases", "epsilon": 0.5, "derive": False}
+    assert svc.preview(body)["cost"]
+    jsonschema.validate(body, QUERY_BODY)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**body, "derive": "no"}, QUERY_BODY)

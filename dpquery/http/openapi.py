@@ -78,6 +78,8 @@ QUERY_BODY = {
         "purpose": {"type": "string", "description": "one of the partner's approved purposes"},
         "bounding_report": {"type": "boolean", "description": "also estimate the share of "
                             "customers the row bound cuts, with 10% of the spend"},
+        "derive": {"type": "boolean", "description": "false: always a fresh (charged) answer, "
+                   "never one derived for free from answers already held (default true)"},
         "dataset": STRING},
 }
 NOISE = {"type": "object", "required": ["statistic", "mechanism", "scale", "spend"],
@@ -105,6 +107,9 @@ STORED = {"allOf": [PREVIEW, {
         "rows": {"type": "array", "items": {"type": "object", "additionalProperties": CELL}},
         "query_id": {"type": "integer"}, "data_version": STRING, "repeat": {"type": "boolean"},
         "request_id": STRING, "cache_id": STRING,
+        "derived_from": {"type": "array", "items": {"type": "integer"}, "description":
+                         "present when the answer was derived for free from these earlier "
+                         "answers of the same partner"},
         "bounding": {"type": "object", "description": "present when bounding_report was asked"}}}]}
 ANSWER = {"allOf": [STORED, {"type": "object", "required": ["charged", "remaining"],
                              "properties": {"charged": AMOUNT_REF, "remaining": REMAINING}}]}
