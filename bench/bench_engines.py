@@ -72,7 +72,8 @@ def _peak_mib() -> float:
 def _open(data: str, engine: str):
     from bench.common import settings_for
     from dpquery.engine import catalog
-    settings = settings_for(Path(data), engine=engine)
+    rows = next(n for size, n in SIZES.items() if Path(data).name == f"data-{size}")
+    settings = settings_for(Path(data), engine=engine, max_rows=2 * rows)  # a public bound
     return catalog.open_table(settings.datasets["purchases"], prepared_dir(),
                               {**settings.engine, "spill_dir": prepared_dir() / "spill"})
 

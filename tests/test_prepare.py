@@ -83,6 +83,7 @@ def test_a_table_larger_than_max_rows_stops_start_up(demo_data, tmp_path):
     small = make_settings(tmp_path, demo_data, max_rows=1000)
     with pytest.raises(ConfigError, match="max_rows"):
         _open(small, tmp_path / "prep")
+    assert not list((tmp_path / "prep").glob(".*.tmp"))  # no staged copy left behind
 
 
 def test_progress_is_reported_when_asked(settings, tmp_path, capsys):

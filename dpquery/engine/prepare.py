@@ -89,15 +89,10 @@ def _build(ds: Dataset, files: list[Path], out: Path, key: str, settings: dict, 
     (tmp / "parts").mkdir(parents=True)
     con = connect(settings)
     try:
-        source = _source(files)
-        buckets = max(1, -(-_count(con, source) // ROWS_PER_BUCKET))
-        bar.step(0, buckets + 1)
-        _stage(con, ds, source, tmp / "stage", key, buckets)
-        rows = _count(con, exp.func("read_parquet", exp.Literal.string(f"{tmp}/stage/**/*.parquet")))
-        _check_max_rows(ds, rows)
-        for b in range(buckets):
-            bar.step(b + 1, buckets + 1, rows)
-            _rank_bucket(con, ds, tmp, b)
+        _stage_and_rank(con, ds, files, tmp, key, bar)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed pass leaves no staged copy behind
+        raise
     finally:
         con.close()
     shutil.rmtree(tmp / "stage", ignore_errors=True)
@@ -106,6 +101,18 @@ def _build(ds: Dataset, files: list[Path], out: Path, key: str, settings: dict, 
     os.replace(tmp / "parts", out)
     shutil.rmtree(tmp, ignore_errors=True)
     bar.finish()
+
+
+def _stage_and_rank(con, ds: Dataset, files: list[Path], tmp: Path, key: str, bar) -> None:
+    source = _source(files)
+    buckets = max(1, -(-_count(con, source) // ROWS_PER_BUCKET))
+    bar.step(0, buckets + 1)
+    _stage(con, ds, source, tmp / "stage", key, buckets)
+    rows = _count(con, exp.func("read_parquet", exp.Literal.string(f"{tmp}/stage/**/*.parquet")))
+    _check_max_rows(ds, rows)
+    for b in range(buckets):
+        bar.step(b + 1, buckets + 1, rows)
+        _rank_bucket(con, ds, tmp, b)
 
 
 def _count(con, source: exp.Expression) -> int:
