@@ -194,7 +194,7 @@ def test_timeout_then_master_killed_then_restart(server, tmp_path):
     try:
         slow.wait_ready()
         key, _ = slow.keys()
-        workers = sorted(slow.workers())
+        workers = sorted(slow.wait_workers(2))  # both booted before the attack
         auth = {"Authorization": f"Bearer {key}"}
         body = {"sql": HEAVY, "epsilon": 0.5}
         err = _error(requests.post(slow.url + "/v1/queries", json=body, headers=auth,
