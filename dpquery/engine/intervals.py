@@ -32,6 +32,7 @@ MAX_ATOMS = 2001    # larger integer laws are represented by equal-weight quanti
 EXACT_GAUSS = 2000  # integer Gaussians up to this σ (in steps) are tabulated exactly
 TABLE_POINTS = 129  # |r| values at which the quantile is computed (interpolated between)
 GRID = 512          # domain segments on which each cell's interval is solved
+BISECTIONS = 36     # halvings of [0, 60 scales]: the quantile to about 1e-9 of a scale
 _Z = np.linspace(-40.0, 40.0, 160_001)
 _PHI = np.array([0.5 * math.erfc(-z / math.sqrt(2)) for z in _Z])  # standard normal CDF
 
@@ -118,7 +119,7 @@ def quantiles(num: Noise, den: Noise, rs: np.ndarray, alpha: float) -> np.ndarra
     rs = np.abs(np.asarray(rs, dtype=float))
     lo = np.zeros_like(rs)
     hi = np.full_like(rs, num.spread()) + rs * den.spread()
-    for _ in range(56):
+    for _ in range(BISECTIONS):
         mid = (lo + hi) / 2
         cdf = num.cdf(mid[:, None] + rs[:, None] * points[None, :]) @ weights
         ok = cdf >= 1 - alpha / 2
