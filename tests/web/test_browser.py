@@ -114,6 +114,17 @@ def _ask(driver, sql: str, spend: str, action: str) -> None:
     _submit(driver, driver.find_element(By.CSS_SELECTOR, f"button[name=action][value={action}]"))
 
 
+def _success(driver) -> str:
+    """The page's success notice; if there is none, fail with what the page says instead."""
+    By = _by(driver)
+    found = driver.find_elements(By.CSS_SELECTOR, ".notice.success")
+    if not found:
+        main = driver.find_elements(By.TAG_NAME, "main")
+        pytest.fail(f"no success notice at {driver.current_url}: "
+                    f"{main[0].text if main else driver.page_source[:2000]}")
+    return found[0].text
+
+
 def _sign_out(driver) -> None:
     _submit(driver, driver.find_element(_by(driver).CSS_SELECTOR, "header form button[type=submit]"))
 
@@ -133,7 +144,7 @@ def test_analyst_admin_and_public_pages(browser, server, stack):
 
     _submit(browser, browser.find_element(By.CSS_SELECTOR, "button[name=action][value=run]"))
     assert "/console/answers/" in browser.current_url
-    assert "Charged ε=0.5" in browser.find_element(By.CSS_SELECTOR, ".notice.success").text
+    assert "Charged ε=0.5" in _success(browser)
     bars = browser.find_elements(By.CSS_SELECTOR, "figure.bars svg.bar-plot")
     assert len(bars) == 12  # every public region, each with an error bar
     assert browser.find_elements(By.CSS_SELECTOR, "figure.bars line.err")
@@ -153,7 +164,7 @@ def test_analyst_admin_and_public_pages(browser, server, stack):
     partner.find_element(By.NAME, "amount").send_keys("3")
     partner.find_element(By.NAME, "reason").send_keys("second study approved by the board")
     _submit(browser, partner.find_element(By.XPATH, ".//button[contains(., 'Set budget')]"))
-    assert "is now ε=3" in browser.find_element(By.CSS_SELECTOR, ".notice.success").text
+    assert "is now ε=3" in _success(browser)
     assert "second study approved by the board" in browser.find_element(By.ID, "audit-h").find_element(
         By.XPATH, "..").text
     _check_and_shoot(browser, "06-admin")
@@ -161,7 +172,7 @@ def test_analyst_admin_and_public_pages(browser, server, stack):
 
     _sign_in(browser, server, stack.partner_key)
     _ask(browser, BIG_SQL, "0.7", "run")
-    assert "Charged ε=0.7" in browser.find_element(By.CSS_SELECTOR, ".notice.success").text
+    assert "Charged ε=0.7" in _success(browser)
     _sign_out(browser)
 
     browser.get(server + "/transparency")
