@@ -30,7 +30,7 @@ from dpquery.errors import InternalError
 TAIL = 1e-13        # probability left out of a noise's atoms on each side
 MAX_ATOMS = 2001    # larger integer laws are represented by equal-weight quantile points
 EXACT_GAUSS = 2000  # integer Gaussians up to this σ (in steps) are tabulated exactly
-TABLE_POINTS = 129  # |r| values at which the quantile is computed (interpolated between)
+TABLE_POINTS = 65   # |r| values at which the quantile is computed (interpolated between)
 GRID = 512          # domain segments on which each cell's interval is solved
 BISECTIONS = 36     # halvings of [0, 60 scales]: the quantile to about 1e-9 of a scale
 _Z = np.linspace(-40.0, 40.0, 160_001)
