@@ -15,6 +15,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from budget.store.sqlite import immediate
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rate_buckets (
     key TEXT PRIMARY KEY, tokens REAL NOT NULL, at REAL NOT NULL);
@@ -45,15 +47,8 @@ class SharedStore:
     @contextmanager
     def write(self):
         """A `BEGIN IMMEDIATE` transaction: committed on success, rolled back on error."""
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._lock, immediate(self._connection()) as conn:
+            yield conn
 
     def close(self) -> None:
         if self._conn is not None and self._pid == os.getpid():
