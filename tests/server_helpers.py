@@ -116,3 +116,15 @@ class Server:
         except (ProcessLookupError, PermissionError):
             pass
         self.log.close()
+
+
+def running(tmp, **options):
+    """A started server with its demo keys read (a generator for module fixtures)."""
+    srv = Server(tmp, **options)
+    try:
+        srv.wait_ready()
+        srv.partner_key, srv.admin_key = srv.keys()
+        yield srv
+    finally:
+        srv.stop()
+

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from budget import Ledger
-from server_helpers import Server
+from server_helpers import running
 
 pytestmark = pytest.mark.slow
 
@@ -40,13 +40,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("server"))
-    try:
-        srv.wait_ready()
-        srv.partner_key, srv.admin_key = srv.keys()
-        yield srv
-    finally:
-        srv.stop()
+    yield from running(tmp_path_factory.mktemp("server"))
 
 
 def _new_partner(server, name: str, epsilon: str) -> tuple[str, str]:

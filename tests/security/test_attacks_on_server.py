@@ -20,7 +20,7 @@ import requests
 
 from budget import Ledger
 from dpquery.http.headers import SECURITY_HEADERS
-from server_helpers import Server, write_config
+from server_helpers import Server, running, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -31,13 +31,8 @@ HEAVY = ("SELECT region, category, age_band, AVG(amount) AS a FROM purchases "
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("attacked"), workers=3, rate_limit_per_minute=RATE)
-    try:
-        srv.wait_ready()
-        srv.partner_key, srv.admin_key = srv.keys()
-        yield srv
-    finally:
-        srv.stop()
+    yield from running(tmp_path_factory.mktemp("attacked"), workers=3,
+                       rate_limit_per_minute=RATE)
 
 
 def _partner(server, name: str, epsilon: str = "2") -> tuple[str, str]:
