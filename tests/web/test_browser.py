@@ -83,12 +83,20 @@ def _check_and_shoot(driver, name: str) -> None:
 
 
 def _submit(driver, button) -> None:
-    """Click a submit button and wait until the next page has loaded."""
-    from selenium.webdriver.support import expected_conditions as ec
+    """Click a submit button and wait until the next page has loaded.
+
+    The old page is marked with a window property; the wait ends when a page
+    without the mark has finished loading. Chromium can answer a command sent
+    mid-navigation with an inspector error (a CI run failed on one inside
+    Selenium's `staleness_of`), so the wait ignores WebDriver errors and asks again.
+    """
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
-    old = driver.find_element(_by(driver).TAG_NAME, "html")
+    driver.execute_script("window.__dpqOldPage = true;")
     button.click()
-    WebDriverWait(driver, 30).until(ec.staleness_of(old))
+    WebDriverWait(driver, 30, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script(
+            "return window.__dpqOldPage === undefined && document.readyState === 'complete';"))
 
 
 def _by(driver):
