@@ -60,11 +60,12 @@ ENGINES = ("polars", "duckdb", "spark")
 URI_SCHEMES = ("s3a://", "s3://", "hdfs://", "abfss://", "gs://", "file:")
 DATASET_SPEC = {
     "path": (str, REQUIRED, "Parquet file, folder of Parquet files, or CSV file"),
-    "engine": (str, "duckdb", "'duckdb' (bounded aggregation out of core, OpenDP noise) or "
-               "'polars' (the OpenDP reference: release inside OpenDP's "
-               "polars, in memory), 'duckdb' (bounded aggregation out of core, OpenDP noise) "
+    "engine": (str, "duckdb", "'duckdb' (bounded aggregation out of core, OpenDP noise), "
+               "'polars' (the OpenDP reference: release inside OpenDP's polars, in memory) "
                "or 'spark' (bounded aggregation on a Spark cluster, OpenDP noise)"),
     "description": (str, "", "one line shown to partners"),
+    "example_sql": (str, None, "a starter query shown to partners (web console, the demo's "
+                    "first-start banner); unset: one is made from the public columns"),
     "privacy_unit": (str, REQUIRED, "column identifying the protected person"),
     "consent_column": (str, None, "boolean column; only rows where it is true are read"),
     "max_rows": (int, REQUIRED, "public upper bound on the table's row count"),
@@ -150,6 +151,10 @@ class Dataset:
 @dataclass(frozen=True)
 class Settings:
     server: dict[str, Any]
+    auto_bounds: bool = False  # bounds.auto: a query may ask for its row bound to be chosen
+    auto_max_rows_per_customer: int | None = None
+    auto_share: float = 0.1
+    example_sql: str | None = None
     ledger_path: Path
     demo: dict[str, Any]
     datasets: dict[str, Dataset]

@@ -137,10 +137,7 @@ KNOWN_LEFT: list[str] = [  # left as found (issue 12 report): see the comment ab
     'dpquery/engine/request.py: dataset=_text(doc.get("dataset", "purchases"), "query.dataset"),',
     'dpquery/engine/sql.py: def parse_sql(text: str, privacy_unit: str = "customer_id", datasets: dict | None = None) -> Query:',
     'dpquery/http/admin_api.py: raise InvalidRequest(\'budgets must be an object such as {"purchases": {"epsilon": 3}}\')',
-    'dpquery/http/server.py: DEMO_SQL = ("SELECT region, PURCHASE_RATE(category = \'snacks\') AS snack_rate "',
     'dpquery/web/admin.py: _amount(request.form.get("amount", ""), measure),',
     'dpquery/web/admin.py: text = request.form.get("amount", "").strip()',
-    'dpquery/web/console.py: first = datasets[0] if datasets else {"name": "purchases", "columns": []}',
-    'dpquery/web/console.py: f"SELECT {key}, COUNT(DISTINCT {dataset.get(\'privacy_unit\', \'customer_id\')}) "',
     'dpquery/web/views.py: web_bp.add_app_template_filter(lambda a: fmt.amount(a, None), "amount")',
 ]

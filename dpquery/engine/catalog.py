@@ -281,3 +281,4 @@ def describe(table: Table) -> dict:
                    if ds.consent_column else "all rows"},
         "data_version": table.version,
     }
+        **({"example_sql": ds.example_sql} if ds.example_sql else {}),

@@ -18,6 +18,7 @@ gunicorn's own refusals (oversized headers) get the JSON error shape.
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -34,8 +35,6 @@ from dpquery.errors import ConfigError
 DEMO_PARTNER = "IFA Insurance"
 DEMO_PURPOSES = ["pricing research"]
 DEMO_EPSILON = 10
-DEMO_SQL = ("SELECT region, PURCHASE_RATE(category = 'snacks') AS snack_rate "
-            "FROM purchases GROUP BY region")
 
 
 class _Gunicorn(BaseApplication):
@@ -149,7 +148,15 @@ def prepare_demo(settings, url: str, demo: bool = False) -> None:
             reason="demo partner made on first start")
         admin_key = ledger.create_admin_key(actor="dpquery serve")
     path = write_keys(settings.ledger_path.parent / "demo-keys.txt", pid, partner_key, admin_key)
-    print(demo_banner(pid, partner_key, admin_key, path, url), flush=True)
+    print(demo_banner(pid, partner_key, admin_key, path, url, _first_query(settings)), flush=True)
+
+
+def _first_query(settings) -> str:
+    """The first dataset's configured example_sql, or a count over it."""
+    ds = next(iter(settings.datasets.values()), None)
+    if ds is None:
+        return "SELECT COUNT(*) AS n FROM <dataset>"
+    return ds.example_sql or f"SELECT COUNT(*) AS n FROM {ds.name}"
 
 
 def _write_demo_elsewhere(path: Path, customers: int, seed: int) -> None:
@@ -181,8 +188,9 @@ def write_keys(path: Path, partner_id: str, partner_key: str, admin_key: str) ->
     return path
 
 
-def demo_banner(partner_id: str, partner_key: str, admin_key: str, path: Path, url: str) -> str:
-    body = '{"sql": "%s", "epsilon": 0.5}' % DEMO_SQL
+def demo_banner(partner_id: str, partner_key: str, admin_key: str, path: Path, url: str,
+                sql: str) -> str:
+    body = json.dumps({"sql": sql, "epsilon": 0.5})
     curl = (f"curl -s {url}/v1/queries -H {shlex.quote('Authorization: Bearer ' + partner_key)}"
             f" -H 'Content-Type: application/json' -d {shlex.quote(body)}")
     return "\n".join([

@@ -85,8 +85,9 @@ def _cell(value):
 
 def _form_defaults() -> dict:
     datasets = deps().service.datasets()
-    first = datasets[0] if datasets else {"name": "purchases", "columns": []}
-    return {"dataset": first["name"], "sql": example_sql(first)[0][1], "mode": "spend",
+    first = datasets[0] if datasets else None
+    return {"dataset": first["name"] if first else "", "sql": example_sql(first)[0][1] if first else "",
+            "mode": "spend",
             "spend": "0.5", "within": "", "confidence": "0.95", "purpose": ""}
 
 
@@ -128,16 +129,17 @@ def example_sql(dataset: dict) -> list[tuple[str, str]]:
     keys = [c for c in dataset.get("columns", []) if c.get("values")]
     numbers = [c for c in dataset.get("columns", []) if c.get("bounds")]
     key = keys[0]["name"] if keys else None
-    out = [("Count purchases per group",
-            f"SELECT {key}, COUNT(*) AS purchases FROM {name} GROUP BY {key}" if key
-            else f"SELECT COUNT(*) AS purchases FROM {name}")]
+    out = [("Suggested query", dataset["example_sql"])] if dataset.get("example_sql") else []
+    out += [("Count rows per group",
+            f"SELECT {key}, COUNT(*) AS n FROM {name} GROUP BY {key}" if key
+            else f"SELECT COUNT(*) AS n FROM {name}")]
     if key and numbers:
         out.append(("Average of a number per group",
                     f"SELECT {key}, AVG({numbers[0]['name']}) AS avg_{numbers[0]['name']} "
                     f"FROM {name} GROUP BY {key}"))
     if key:
         out.append(("Distinct customers per group",
-                    f"SELECT {key}, COUNT(DISTINCT {dataset.get('privacy_unit', 'customer_id')}) "
+                    f"SELECT {key}, COUNT(DISTINCT {dataset['privacy_unit']}) "
                     f"AS customers FROM {name} GROUP BY {key}"))
     return out
 
