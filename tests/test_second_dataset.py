@@ -132,11 +132,9 @@ def test_no_demo_column_name_is_hard_coded_in_dpquery():
 KNOWN_LEFT: list[str] = [  # left as found (issue 12 report): see the comment above
     'dpquery/cli/admin.py: row["amount"] = row["amount"] if fmt == "json" else _fmt(entry.amount)',
     'dpquery/cli/admin.py: COLUMNS = ["seq", "at", "actor", "partner_id", "dataset", "request_id", "outcome", "amount",',
-    'dpquery/engine/plan.py: assumed = (f" for groups of {size:,} {\'customers\' if kind == \'purchase_rate\' else \'purchases\'}"',
     'dpquery/engine/request.py: def parse_body(body, privacy_unit: str = "customer_id", max_sql_chars: int = 5000,',
     'dpquery/engine/request.py: dataset=_text(doc.get("dataset", "purchases"), "query.dataset"),',
     'dpquery/engine/sql.py: def parse_sql(text: str, privacy_unit: str = "customer_id", datasets: dict | None = None) -> Query:',
-    'dpquery/http/admin_api.py: raise InvalidRequest(\'budgets must be an object such as {"purchases": {"epsilon": 3}}\')',
     'dpquery/web/admin.py: _amount(request.form.get("amount", ""), measure),',
     'dpquery/web/admin.py: text = request.form.get("amount", "").strip()',
     'dpquery/web/views.py: web_bp.add_app_template_filter(lambda a: fmt.amount(a, None), "amount")',

@@ -465,7 +465,8 @@ def _plan_for_accuracy(request: Request, table: Table, target: AccuracyTarget) -
     if best > target.within:
         kind = next(a.kind for a in request.query.aggregates if a.alias == alias)
         size = group_size(kind, target.assumed_group_size)
-        assumed = (f" for groups of {size:,} {'customers' if kind == 'purchase_rate' else 'purchases'}"
+        unit = f"distinct {table.dataset.privacy_unit}" if kind == "purchase_rate" else "rows"
+        assumed = (f" for groups of {size:,} {unit}"
                    " (set assumed_group_size)" if size else "")
         shown = f"±{best:.4g}" if math.isfinite(best) else "no useful bound"
         raise AccuracyUnreachable(

@@ -51,7 +51,8 @@ def create_partner():
                    required={"name"})
     budgets = body.get("budgets") or {}
     if not isinstance(budgets, dict):
-        raise InvalidRequest('budgets must be an object such as {"purchases": {"epsilon": 3}}')
+        raise InvalidRequest('budgets must be an object from dataset name to amount, '
+                             'e.g. {"purchases": {"epsilon": 3}}')
     purposes = body.get("purposes") or []
     if not isinstance(purposes, list):
         raise InvalidRequest('purposes must be a list such as ["pricing research"]')
