@@ -34,6 +34,8 @@ class Table:
     files: tuple[Path, ...] = ()
     engine_settings: dict = field(default_factory=dict, compare=False, hash=False)
     remote: bool = False  # prepared on cluster storage: only the engine (Spark) can read it
+    derived: tuple = ()  # the query's row-level columns (derived_table.py), for SQL engines
+    derived_types: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def name(self) -> str:
@@ -121,10 +123,16 @@ def queryable_columns(ds: Dataset) -> list[str]:
 
 
 def check_query(query: Query, tables: dict[str, Table]) -> Table:
-    """Refuse anything the policy forbids, before any data is read."""
+    """Refuse anything the policy forbids, before any data is read.
+
+    Returns the table the query runs on: with its row-level expressions added as
+    columns (derived_table.py) when it has some.
+    """
+    from dpquery.engine import derived_table  # it reads this module's checks
     table = tables.get(query.dataset)
     if table is None:
         raise NotFound(f"unknown table {query.dataset!r}; available: {', '.join(sorted(tables))}")
+    table = derived_table.extend(table, query)
     ds = table.dataset
     for name in query.group_by:
         _check_column(ds, name, "GROUP BY")

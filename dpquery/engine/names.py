@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from dpquery.engine import derived as rows
+from dpquery.engine.derived import Derived
 from dpquery.engine.outputs import Arith, Output, Ref
 from dpquery.engine.query import And, Not, Or, OrderBy, Query
 
@@ -55,7 +57,8 @@ def resolve(query: Query, datasets: dict | None) -> Query:
     ds = datasets.get(name)
     if ds is None:
         return query
-    col = _matcher(column_names(ds))
+    col = _matcher(column_names(ds) + [d.name for d in query.derived])
+    derived = tuple(Derived(d.name, _row_expr(d.expr, col)) for d in query.derived)
     aggs = tuple(dataclasses.replace(
         a, column=col(a.column) if a.column else None,
         condition=_predicate(a.condition, col)) for a in query.aggregates)
@@ -66,7 +69,7 @@ def resolve(query: Query, datasets: dict | None) -> Query:
     out_name = _matcher([o.name for o in select] + [n for n in internal
                                                     if n not in {o.name for o in select}])
     return dataclasses.replace(
-        query, dataset=name, aggregates=aggs, group_by=group_by, select=select,
+        query, dataset=name, aggregates=aggs, group_by=group_by, select=select, derived=derived,
         where=_predicate(query.where, col), having=_predicate(query.having, out_name),
         order_by=tuple(OrderBy(out_name(o.name), o.descending) for o in query.order_by))
 
@@ -86,4 +89,20 @@ def _expr(expr, col):
         return Ref(col(expr.name))
     if isinstance(expr, Arith):
         return Arith(expr.op, _expr(expr.left, col), _expr(expr.right, col))
+    return expr
+
+
+def _row_expr(expr, col):
+    """A derived column's expression with its columns spelled as configured."""
+    if isinstance(expr, rows.Col):
+        return rows.Col(col(expr.name))
+    if isinstance(expr, rows.Arith):
+        return rows.Arith(expr.op, _row_expr(expr.left, col), _row_expr(expr.right, col))
+    if isinstance(expr, rows.Func):
+        return rows.Func(expr.name, tuple(_row_expr(a, col) for a in expr.args))
+    if isinstance(expr, rows.Case):
+        return rows.Case(tuple((_predicate(c, col), _row_expr(v, col)) for c, v in expr.whens),
+                         _row_expr(expr.default, col))
+    if isinstance(expr, rows.Truth):
+        return rows.Truth(_predicate(expr.condition, col))
     return expr

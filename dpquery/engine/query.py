@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Union
 
 from dpquery.errors import InvalidQuery
+from dpquery.engine import derived
 from dpquery.engine.outputs import Output, refs
 
 Scalar = Union[str, int, float]
@@ -208,11 +209,14 @@ class Query:
     limit: int | None = None
     select: tuple = ()  # outputs.Output columns in order; () = group columns, then aggregates
     having: Predicate | None = None  # on output columns, applied to the noisy rows
+    derived: tuple = ()  # derived.Derived row-level columns, named by WHERE, aggregates, GROUP BY
 
     def __post_init__(self):
         if not self.aggregates:
             raise InvalidQuery("a query needs at least one aggregate, e.g. COUNT(*)")
-        check_size([c for c in (self.where, self.having, *(a.condition for a in self.aggregates))
+        derived.check_all(self.derived)
+        check_size([c for c in (self.where, self.having, *(a.condition for a in self.aggregates),
+                                *(c for d in self.derived for c in derived.all_conditions(d.expr)))
                     if c is not None])
         if len(self.group_by) > 3:
             raise InvalidQuery("GROUP BY takes at most 3 columns")
@@ -328,7 +332,7 @@ def canonical(request: Request) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
-_OMITTED_WHEN_EMPTY = ("select", "having")  # added later: older queries keep their text
+_OMITTED_WHEN_EMPTY = ("select", "having", "derived")  # added later: older queries keep their text
 
 
 def _tagged(node):

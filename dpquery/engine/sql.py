@@ -9,6 +9,10 @@ the text. Supported:
     [GROUP BY <columns, aliases or positions>] [HAVING <condition on outputs>]
     [ORDER BY <output column, alias, position or aggregate> [ASC|DESC], ...] [LIMIT n]
 
+Row-level expressions (CASE WHEN, + - * /, LEAST, GREATEST, ABS, ROUND, FLOOR,
+CEIL, COALESCE, CLAMP, comparisons as 1/0) may stand where a column is read:
+in WHERE, inside aggregates and in GROUP BY (sql_derived.py, derived.py).
+
 Aggregates: COUNT(*), COUNT(col), COUNT(DISTINCT <privacy unit>), SUM(col),
 AVG(col), MEDIAN(col), QUANTILE(col, q), PERCENTILE_CONT(q) WITHIN GROUP
 (ORDER BY col), VARIANCE/VAR_SAMP/VAR_POP(col), STDDEV/STDDEV_SAMP/
@@ -66,23 +70,26 @@ def parse_sql(text: str, privacy_unit: str = "customer_id", datasets: dict | Non
 
 
 def _query(text: str, privacy_unit: str, datasets: dict | None = None) -> Query:
-    from dpquery.engine import names, sql_select  # they read this module's helpers
+    from dpquery.engine import names, sql_derived, sql_select  # they read this module's helpers
     tree = _parse(text)
     _refuse_unsupported(tree, text)
     dataset = _table(tree, text)
     if datasets:
         privacy_unit = names.privacy_unit(dataset, datasets, privacy_unit)
-    shape = sql_select.read(tree, text, privacy_unit)
-    where = tree.args.get("where")
+    with sql_derived.reading(text) as derived:
+        shape = sql_select.read(tree, text, privacy_unit)
+        where = tree.args.get("where")
+        where = sql_select.where_condition(where.this, text) if where else None
     query = Query(
         dataset=dataset,
         aggregates=tuple(shape.aggregates),
         group_by=shape.group_by,
-        where=sql_select.where_condition(where.this, text) if where else None,
+        where=where,
         order_by=tuple(shape.order_by),
         limit=_limit(tree, text),
         select=tuple(shape.outputs) if shape.needs_select else (),
         having=shape.having,
+        derived=tuple(derived.derived),
     )
     return names.resolve(query, datasets)
 
@@ -289,9 +296,15 @@ def _percentile(node: exp.WithinGroup, alias, text: str) -> Aggregate:
 
 
 def _column(node, text: str) -> str:
-    if not isinstance(node, exp.Column):
+    """A column's name; a row-level expression becomes a derived column (sql_derived.py)."""
+    from dpquery.engine import sql_derived
+    node = _unparen(node)
+    if isinstance(node, exp.Column):
+        return node.name
+    collection = sql_derived.current()
+    if collection is None or isinstance(node, (exp.Literal, exp.Star)):
         raise _node_error(text, node, "expected a column name here")
-    return node.name
+    return collection.hoist(node)
 
 
 def _number(node, text: str) -> float:
@@ -366,11 +379,21 @@ def _operands(node) -> list:
 
 
 def _compare(node, op: str, text: str) -> Compare:
-    left, right = node.left, node.right
-    if isinstance(right, exp.Column) and not isinstance(left, exp.Column):
+    left, right = _unparen(node.left), _unparen(node.right)
+    if _is_literal(left) and not _is_literal(right):
         flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
         left, right, op = right, left, flipped.get(op, op)
+    if not _is_literal(right):
+        raise _node_error(text, right, "a comparison takes a column or row-level expression on "
+                          "one side and a number or quoted string on the other; to compare two "
+                          "columns, compare their difference with 0, e.g. a - b > 0")
     return Compare(_column(left, text), op, _literal(right, text))
+
+
+def _is_literal(node) -> bool:
+    while isinstance(node, exp.Neg):
+        node = node.this
+    return isinstance(node, (exp.Literal, exp.Boolean, exp.Null))
 
 
 def _in(node: exp.In, text: str, negated: bool = False) -> InList:

@@ -37,8 +37,10 @@ def read(tree: exp.Select, text: str, unit: str) -> Shape:
     """Read the select list, GROUP BY, HAVING and ORDER BY of `tree`."""
     items = [(_unparen(i.this), i.alias) if isinstance(i, exp.Alias) else (_unparen(i), None)
              for i in tree.expressions]
-    shape = Shape(tuple(_group_columns(tree, text, items)))
+    names, grouped = _group_columns(tree, text, items)
+    shape = Shape(tuple(names))
     reader = _Reader(shape, text, unit, items)
+    reader.grouped = grouped
     for i, (node, alias) in enumerate(items):
         shape.outputs.append(reader.output(i, node, alias))
     having = tree.args.get("having")
@@ -54,27 +56,49 @@ def _unparen(node):
     return node
 
 
-def _group_columns(tree, text: str, items) -> list[str]:
-    """GROUP BY names: columns, select-list positions (GROUP BY 1) or aliases of columns."""
+def _group_columns(tree, text: str, items) -> tuple[list[str], dict[str, str]]:
+    """GROUP BY names: columns, select-list positions (GROUP BY 1), aliases, or row-level
+    expressions (derived columns named by their alias, else col<position>).
+
+    Also returns {SQL of a grouped expression: its name} for the select list."""
     group = tree.args.get("group")
     if not group:
-        return []
-    aliases = {a.casefold(): n for n, a in items if a and isinstance(n, exp.Column)}
-    names = []
+        return [], {}
+    aliases = {a.casefold(): i for i, (_n, a) in enumerate(items) if a}
+    names, grouped = [], {}
     for node in group.expressions:
+        pos = None
         if isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit():
             pos = int(node.this)
-            if not 1 <= pos <= len(items) or not isinstance(items[pos - 1][0], exp.Column):
+            if not 1 <= pos <= len(items) or _is_aggregate(items[pos - 1][0]):
                 raise base._node_error(text, node, f"GROUP BY {pos} must be the position of a "
-                                       "selected column (1 is the first)")
-            node = items[pos - 1][0]
+                                       "selected column or expression (1 is the first)")
         elif isinstance(node, exp.Column) and node.name.casefold() in aliases:
-            node = aliases[node.name.casefold()]
-        if not isinstance(node, exp.Column):
-            raise base._node_error(text, node, "GROUP BY takes column names, aliases of selected "
-                                   "columns or positions (no expressions)")
-        names.append(node.name)
-    return names
+            pos = aliases[node.name.casefold()] + 1
+        elif not isinstance(node, exp.Column):
+            same = [i for i, (n, _a) in enumerate(items) if n.sql() == _unparen(node).sql()]
+            pos = same[0] + 1 if same else None
+        item, alias = items[pos - 1] if pos else (_unparen(node), None)
+        if isinstance(item, exp.Column):
+            names.append(item.name)
+            continue
+        if _is_aggregate(item) or isinstance(item, (exp.Literal, exp.Boolean)):
+            raise base._node_error(text, node, "GROUP BY takes columns, their aliases or "
+                                   "positions, or row-level expressions (not aggregates or "
+                                   "constants)")
+        name = base._column(item, text) if alias is None and pos is None else \
+            _derived(text).hoist(item, alias or f"col{pos}")
+        grouped[item.sql()] = name
+        names.append(name)
+    return names, grouped
+
+
+def _derived(text: str):
+    from dpquery.engine import sql_derived
+    collection = sql_derived.current()
+    if collection is None:  # read() is only called from sql.py, which opens one
+        raise base.InvalidQuery("row-level expressions need sql.parse_sql")
+    return collection
 
 
 class _Reader:
@@ -82,6 +106,7 @@ class _Reader:
         self.shape, self.text, self.unit, self.items = shape, text, unit, items
         self.selected: dict[str, str] = {}  # SQL of a selected expression -> output name
         self.user_aliases = {a for _node, a in items if a}
+        self.grouped: dict[str, str] = {}  # SQL of a grouped row-level expression -> its name
 
     # -- the select list ----------------------------------------------------------
 
@@ -95,6 +120,11 @@ class _Reader:
             agg = self._add(base._aggregate(node, alias, self.unit, self.text), explicit=True,
                             named=alias is not None)
             return self._named(node, Output(agg.alias, Ref(agg.alias)))
+        if node.sql() in self.grouped:  # a grouped row-level expression
+            group = self.grouped[node.sql()]
+            if alias and alias != group:
+                self.shape.needs_select = True
+            return self._named(node, Output(alias or group, Ref(group)))
         self.shape.needs_select = True
         return self._named(node, Output(alias or f"col{i + 1}", self.expression(node)))
 
@@ -129,9 +159,10 @@ class _Reader:
         if _is_aggregate(node):
             return Ref(self._add(base._aggregate(node, None, self.unit, self.text)).alias)
         if isinstance(node, exp.Column):
-            raise base._node_error(self.text, node, f"column {node.name!r} in an expression: "
-                                   "arithmetic works on aggregates and constants, e.g. "
-                                   "SUM(x) / COUNT(*); row-level expressions are not supported")
+            raise base._node_error(self.text, node, f"column {node.name!r} in an output "
+                                   "expression: outputs compute with aggregates, constants and "
+                                   "grouped columns, e.g. SUM(x) / COUNT(*). Put a row-level "
+                                   "expression inside an aggregate (SUM(x * 2)) or GROUP BY it")
         return base._aggregate(node, None, self.unit, self.text)  # raises: unknown function
 
     def _add(self, agg: Aggregate, explicit: bool = False, named: bool = False) -> Aggregate:

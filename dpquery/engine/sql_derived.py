@@ -1,0 +1,152 @@
+"""Row-level expressions in SQL text -> derived columns (derived.py) of the query model.
+
+Wherever sql.py expects a column (a WHERE comparison, IN or BETWEEN, an
+aggregate's argument, a PURCHASE_RATE condition, a CASE condition) and finds
+an expression instead, the expression becomes a derived column and the query
+names it. GROUP BY expressions (sql_select.py) are named by their alias, or
+`col<n>` after their place in the SELECT list; other expressions `expr1`,
+`expr2`, ... in order of appearance. The same expression written twice is one
+derived column, so spellings that differ only in where an expression is
+repeated read the same.
+
+The derived columns being collected belong to the statement being read:
+`reading()` opens a collection for one parse (a context variable, so
+concurrent parses in threads never share one), and `hoist` adds to it.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+from sqlglot import exp
+
+from dpquery.engine.derived import FUNCTIONS, MAX_DERIVED, Arith, Case, Col, Derived, Func, Lit, Truth
+from dpquery.errors import InvalidQuery
+
+MAX_DEPTH = 24  # nested operators and functions in one expression
+_current: contextvars.ContextVar = contextvars.ContextVar("dpquery_sql_derived", default=None)
+_ARITH = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/"}
+_FUNCS = {exp.Least: "LEAST", exp.Greatest: "GREATEST", exp.Abs: "ABS", exp.Floor: "FLOOR",
+          exp.Ceil: "CEIL", exp.Round: "ROUND", exp.Coalesce: "COALESCE"}
+_CONDITIONS = (exp.And, exp.Or, exp.Not, exp.In, exp.Between, exp.EQ, exp.NEQ, exp.LT, exp.LTE,
+               exp.GT, exp.GTE)
+_DATES = (exp.Year, exp.Month, exp.Day, exp.Extract, exp.Quarter, exp.Week, exp.DayOfWeek)
+SUPPORTED = ("CASE WHEN ... THEN ... ELSE ... END, + - * /, " + ", ".join(FUNCTIONS)
+             + ", comparisons as 1/0")
+
+
+class Collection:
+    """The derived columns of one statement, in order of appearance."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.derived: list[Derived] = []
+
+    def hoist(self, node, name: str | None = None) -> str:
+        """The name of the derived column computing `node` (added when new)."""
+        expr = self.read(node)
+        for d in self.derived:
+            if d.expr == expr and (name is None or d.name == name):
+                return d.name
+        taken = {d.name.casefold() for d in self.derived}
+        if name is not None and name.casefold() in taken:
+            raise _error(self.text, node, f"two different expressions are named {name!r}; "
+                         "give each its own alias")
+        n = len(self.derived) + 1
+        while name is None or name.casefold() in taken:
+            name, n = f"expr{n}", n + 1
+        if len(self.derived) >= MAX_DERIVED:
+            raise _error(self.text, node, f"a query may compute at most {MAX_DERIVED} row-level "
+                         "expressions")
+        self.derived.append(Derived(name, expr))
+        return name
+
+    def read(self, node, depth: int = 0):
+        """A sqlglot expression -> derived.py nodes (refusing what is not supported)."""
+        from dpquery.engine import sql as base
+        if depth > MAX_DEPTH:
+            raise _error(self.text, node, f"an expression nests more than {MAX_DEPTH} levels; "
+                         "simplify it")
+        node = base._unparen(node)
+        sub = lambda n: self.read(n, depth + 1)  # noqa: E731
+        if isinstance(node, exp.Column):
+            return Col(node.name)
+        if isinstance(node, (exp.Literal, exp.Neg)) and _is_number(node):
+            return Lit(base._literal(node, self.text))
+        if isinstance(node, exp.Literal):
+            return Lit(node.this)
+        if isinstance(node, exp.Neg):
+            return Arith("-", Lit(0), sub(node.this))
+        if isinstance(node, exp.Boolean):
+            return Lit(1 if node.this else 0)
+        for cls, op in _ARITH.items():
+            if isinstance(node, cls):
+                return Arith(op, sub(node.this), sub(node.expression))
+        if isinstance(node, _CONDITIONS):
+            return Truth(base._predicate(node, self.text))
+        if isinstance(node, exp.Case):
+            return self._case(node, sub)
+        return self._function(node, sub)
+
+    def _case(self, node: exp.Case, sub) -> Case:
+        from dpquery.engine import sql as base
+        if node.args.get("default") is None:
+            raise _error(self.text, node, "CASE needs an ELSE: rows matching no WHEN would be "
+                         "NULL. Add ELSE <value>, e.g. ELSE 'other' or ELSE 0")
+        subject = node.this
+        whens = []
+        for branch in node.args.get("ifs") or []:
+            cond = branch.this if subject is None else exp.EQ(this=subject.copy(),
+                                                              expression=branch.this.copy())
+            whens.append((base._predicate(cond, self.text), sub(branch.args["true"])))
+        return Case(tuple(whens), sub(node.args["default"]))
+
+    def _function(self, node, sub):
+        if isinstance(node, exp.Round) and node.args.get("decimals") is not None:
+            return Func("ROUND", (sub(node.this), sub(node.args["decimals"])))
+        for cls, name in _FUNCS.items():
+            if isinstance(node, cls):
+                args = [node.this, *(node.expressions or [])]
+                return Func(name, tuple(sub(a) for a in args))
+        if isinstance(node, exp.Anonymous) and node.name.upper() == "CLAMP":
+            return Func("CLAMP", tuple(sub(a) for a in node.expressions))
+        if isinstance(node, _DATES):
+            raise _error(self.text, node, "date parts (YEAR, MONTH, EXTRACT) need a date "
+                         "column, and this dataset publishes none: dates appear only as "
+                         "columns with public values (see GET /v1/datasets), e.g. a year "
+                         "column; filter and group by those")
+        if isinstance(node, exp.Null):
+            raise _error(self.text, node, "NULL is not supported in expressions; use a value")
+        if isinstance(node, (exp.AggFunc, exp.WithinGroup)):
+            raise _error(self.text, node, "an aggregate cannot appear inside a row-level "
+                         "expression; put the expression inside the aggregate, e.g. "
+                         "SUM(amount * 2)")
+        name = node.name.upper() if isinstance(node, exp.Anonymous) else node.key.upper()
+        raise _error(self.text, node, f"{name} is not supported in a row-level expression; "
+                     f"supported: {SUPPORTED}")
+
+
+def _is_number(node) -> bool:
+    while isinstance(node, exp.Neg):
+        node = node.this
+    return isinstance(node, exp.Literal) and not node.is_string
+
+
+def _error(text: str, node, message: str) -> InvalidQuery:
+    from dpquery.engine import sql as base
+    return base._node_error(text, node, message)
+
+
+@contextlib.contextmanager
+def reading(text: str):
+    """Collect the derived columns of the statement `text` while it is read."""
+    collection = Collection(text)
+    token = _current.set(collection)
+    try:
+        yield collection
+    finally:
+        _current.reset(token)
+
+
+def current() -> Collection | None:
+    return _current.get()
