@@ -103,3 +103,125 @@ def test_preview_and_spec_know_the_derive_flag(svc):
     jsonschema.validate(body, QUERY_BODY)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**body, "derive": "no"}, QUERY_BODY)
+
+
+# -- more derivations (issue 15 item 4): each equals the post-processing of the held
+#    answer, is recorded at zero cost, leaves the remaining budget alone, and gives way
+#    to a fresh answer when it would be less accurate than asked
+
+RATE_FINE = ("SELECT region, age_band, PURCHASE_RATE(category = 'snacks') AS r FROM purchases "
+             "GROUP BY region, age_band")
+RATE_FILTERED = ("SELECT region, PURCHASE_RATE(category = 'snacks') AS r FROM purchases "
+                 "WHERE age_band = '25-34' GROUP BY region")
+
+
+def free(svc, pid, body):
+    """Run `body`; check it was derived at no cost and recorded as a zero-cost entry."""
+    spent, left = svc.ledger.spent(pid, "purchases"), None
+    out = svc.run(pid, body)
+    assert out.get("derived_from"), "expected a derived answer"
+    assert svc.ledger.spent(pid, "purchases") == spent and out["charged"]["epsilon"] == "0"
+    reservation = svc.ledger.reservations(pid)[-1]
+    assert reservation.amount == Amount() and reservation.status == "COMMITTED"
+    assert reservation.id == out["query_id"]
+    return out
+
+
+def charged(svc, pid, body):
+    spent = svc.ledger.spent(pid, "purchases")
+    out = svc.run(pid, body)
+    assert "derived_from" not in out and svc.ledger.spent(pid, "purchases") > spent
+    return out
+
+
+def held_width(answer, alias):
+    return next(a for a in answer["aggregates"] if a["alias"] == alias)["expected_halfwidth"]
+
+
+def test_an_accuracy_target_met_by_summed_cells_is_derived_else_answered_fresh(svc):
+    a, b = partner(svc), partner(svc, "B")
+    svc.run(a, {"sql": FINE, "epsilon": 1})
+    svc.run(b, {"sql": FINE, "epsilon": 1})
+    loose = free(svc, a, {"sql": COARSE, "accuracy": {"within": 1e7}})
+    width = held_width(loose, "n")
+    row = loose["rows"][0]
+    assert (row["n_ci_high"] - row["n_ci_low"]) / 2 == pytest.approx(width)
+    assert "derived_from" in svc.run(b, {"sql": COARSE, "accuracy": {"within": width * 1.001}})
+    tight = charged(svc, b, {"sql": COARSE.replace(" n ", " m "),
+                             "accuracy": {"within": width * 0.9}})
+    assert held_width(tight, "m") <= width * 0.9
+
+
+def test_a_filtered_ratio_copies_cells_when_they_meet_the_target(svc):
+    a = partner(svc)
+    fine = svc.run(a, {"sql": RATE_FINE, "epsilon": 1})
+    promised = held_width(svc.preview({"sql": RATE_FILTERED, "epsilon": 1}), "r")
+    out = free(svc, a, {"sql": RATE_FILTERED, "accuracy": {"within": promised * 1.01}})
+    cells = {r["region"]: (r["r"], r["r_ci_low"], r["r_ci_high"])
+             for r in fine["rows"] if r["age_band"] == "25-34"}
+    assert {r["region"]: (r["r"], r["r_ci_low"], r["r_ci_high"]) for r in out["rows"]} == cells
+    tighter = RATE_FILTERED.replace(" r ", " s ")
+    charged(svc, a, {"sql": tighter, "accuracy": {"within": promised * 0.8}})
+
+
+def test_order_by_limit_and_having_on_a_held_table_are_derived(svc):
+    pid = partner(svc)
+    fine = svc.run(pid, {"sql": FINE, "epsilon": 1})
+    top = free(svc, pid, {"sql": FINE + " ORDER BY n DESC LIMIT 3", "epsilon": 1})
+    assert top["rows"] == sorted(fine["rows"], key=lambda r: r["n"], reverse=True)[:3]
+    cut = sorted(r["n"] for r in fine["rows"])[len(fine["rows"]) // 2]
+    big = free(svc, pid, {"sql": FINE + f" HAVING n > {cut}", "epsilon": 1})
+    assert big["rows"] == [r for r in fine["rows"] if r["n"] > cut]
+    assert "derived_from" not in svc.run(pid, {"sql": FINE + " ORDER BY n", "epsilon": 2})
+
+
+def _released_sum(answer, alias, rows):
+    width = held_width(answer, alias)
+    values = [derive.released(r, alias, width, True) for r in rows]
+    return sum(-width if v is None else v for v in values)  # whole interval clipped: −width
+
+
+def test_coarser_by_several_columns_and_in_total_adds_released_cells(svc):
+    pid = partner(svc)
+    fine = svc.run(pid, {"sql": "SELECT region, age_band, year, COUNT(*) AS n FROM purchases "
+                                "GROUP BY region, age_band, year", "epsilon": 2})
+    total = free(svc, pid, {"sql": "SELECT COUNT(*) AS n FROM purchases", "epsilon": 0.01})
+    assert total["rows"][0]["n"] == pytest.approx(_released_sum(fine, "n", fine["rows"]))
+    law = intervals.Noise(False, fine["aggregates"][0]["noise"][0]["scale"] * (1 + 1e-5), 1.0)
+    assert held_width(total, "n") == pytest.approx(intervals.sum_halfwidth(law, 720, 0.95))
+    bands = free(svc, pid, {"sql": "SELECT age_band, COUNT(*) AS n FROM purchases "
+                                   "GROUP BY age_band", "epsilon": 0.05})
+    for row in bands["rows"]:
+        cells = [r for r in fine["rows"] if r["age_band"] == row["age_band"]]
+        assert row["n"] == pytest.approx(_released_sum(fine, "n", cells))
+    assert "derived_from" not in svc.run(pid, {"sql": "SELECT COUNT(*) AS n FROM purchases",
+                                               "epsilon": 1, "confidence": 0.9})
+
+
+AVG = "SELECT region, AVG(amount) AS a FROM purchases GROUP BY region"
+
+
+def test_avg_from_a_held_sum_and_count_is_their_ratio_with_a_ratio_interval(svc):
+    pid = partner(svc)
+    sums = svc.run(pid, {"sql": "SELECT region, SUM(amount) AS s FROM purchases GROUP BY region",
+                         "epsilon": 0.2})
+    counts = svc.run(pid, {"sql": "SELECT region, COUNT(*) AS c FROM purchases GROUP BY region",
+                           "epsilon": 0.2})
+    out = free(svc, pid, {"sql": AVG, "epsilon": 0.1})
+    assert out["derived_from"] == [sums["query_id"], counts["query_id"]]
+    entries = {a["alias"]: a["noise"][0] for a in (*sums["aggregates"], *counts["aggregates"])}
+    num = intervals.Noise(False, entries["s"]["scale"] * (1 + 1e-5), 0.01)
+    den = intervals.Noise(False, entries["c"]["scale"] * (1 + 1e-5), 1.0)
+    by_region = {r["region"]: r for r in counts["rows"]}
+    for row, s in zip(out["rows"], sums["rows"]):
+        c = by_region[s["region"]]
+        n = derive.released(s, "s", held_width(sums, "s"), True)
+        d = derive.released(c, "c", held_width(counts, "c"), True)
+        (value, low, high), = intervals.ratio_intervals([n], [d], num, den, (0.0, 100.0), 0.95)
+        assert (row["a"], row["a_ci_low"], row["a_ci_high"]) == (value, low, high)
+        if d > 0:  # else no value, and the whole clamp range
+            assert value == pytest.approx(min(max(n / d, 0.0), 100.0)) and low <= value <= high
+        else:
+            assert value is None
+    assert sum(r["a"] is not None for r in out["rows"]) >= 3
+    charged(svc, pid, {"sql": AVG.replace(" a ", " b "), "epsilon": 2})  # fresh is tighter

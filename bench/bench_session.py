@@ -1,0 +1,126 @@
+"""The scripted analyst session (bench/report/session.py) run on the real service.
+
+    python bench/bench_session.py [--budget 10] [--customers 100] [--by-kind]
+
+Every session query goes through `Service.run` for one partner with an
+ε budget, in order: the embedded SQLite ledger charges it, repeats come back
+from the store, derived answers (dpquery/derive.py) come back free. The data
+is a small demo table (dpquery/demo.py): whether a query is charged, derived
+or repeated depends only on the queries and public configuration, never on
+the data, so its size does not change the counts. The peers' figures are the
+accounting of bench/report/session.py (unchanged). Prints markdown tables.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections import Counter
+from fractions import Fraction
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import settings_for  # noqa: E402
+from bench.report import session as S  # noqa: E402
+
+PEERS = {"opendp_context": "OpenDP Context", "smartnoise_sql": "SmartNoise SQL",
+         "tmlt_analytics": "Tumult Analytics"}
+OUTCOMES = ("fresh", "repeat", "derived", "refused_budget", "refused_accuracy", "refused_other")
+
+
+def run_session(budget: float, customers: int, session: list[dict]) -> tuple[list, float]:
+    """([(query, outcome, ε charged)] for each session query, through Service.run;
+    the dataset's per-query cap)."""
+    from budget.amounts import Amount
+    from budget.ledger import Ledger
+    from dpquery.demo import write_demo
+    from dpquery.service import Service
+
+    tmp = Path(tempfile.mkdtemp(prefix="dpq-session-"))
+    write_demo(tmp / "purchases", customers=customers, seed=11)
+    settings = settings_for(tmp / "purchases")
+    ledger = Ledger(settings.ledger_path)
+    service = Service.open(settings, ledger)
+    pid, _key = ledger.create_partner("analyst", {"purchases": Amount(epsilon=Fraction(budget))},
+                                      actor="bench", reason="session benchmark")
+    out = [(q, *_ask(service, pid, q)) for q in session]
+    ledger.close()
+    return out, settings.datasets["purchases"].max_epsilon_per_query
+
+
+def _ask(service, pid: str, q: dict) -> tuple[str, Fraction]:
+    from dpquery.errors import AccuracyUnreachable, BudgetExhausted, DPQueryError
+    try:
+        answer = service.run(pid, {"sql": q["sql"], "accuracy": S.TARGETS[q["agg"]]})
+    except BudgetExhausted:
+        return "refused_budget", Fraction(0)
+    except AccuracyUnreachable:
+        return "refused_accuracy", Fraction(0)
+    except DPQueryError:
+        return "refused_other", Fraction(0)
+    charged = Fraction(answer["charged"]["epsilon"])
+    if answer.get("repeat"):
+        return "repeat", charged
+    return ("derived" if answer.get("derived_from") else "fresh"), charged
+
+
+def peer_counts(session: list[dict], budget: float, cap: float) -> dict[str, int]:
+    """Peers: the least ε meeting the target per kind, paid on every ask (session.py)."""
+    out = {}
+    for p in PEERS:
+        costs = []
+        for q in session:
+            e = S.peer_epsilon(p, q["agg"], bool(q["by"]))
+            costs.append((None, e if e <= cap else None))
+        out[p] = S.answered(costs, budget)
+    return out
+
+
+def summary_table(results, budget: float, peers: dict[str, int]) -> str:
+    n = Counter(outcome for _q, outcome, _c in results)
+    spent = sum(c for _q, _o, c in results)
+    answered = n["fresh"] + n["repeat"] + n["derived"]
+    lines = [f"| system | answered within ε = {budget:g} (of {len(results)}) | fresh (charged) "
+             "| repeat (free) | derived (free) | refused: budget | refused: accuracy unreachable |",
+             "|---|---:|---:|---:|---:|---:|---:|",
+             f"| dpquery (real service) | {answered} | {n['fresh']} | {n['repeat']} | "
+             f"{n['derived']} | {n['refused_budget']} | {n['refused_accuracy'] + n['refused_other']} |"]
+    for p, count in peers.items():
+        lines.append(f"| {PEERS[p]} | {count} | {count} | 0 | 0 | {len(results) - count} | 0 |")
+    lines.append(f"\nε spent by dpquery: {float(spent):.4g} of {budget:g}.")
+    return "\n".join(lines)
+
+
+def kind_table(results) -> str:
+    """Outcomes per (step, aggregate kind): which classes are charged or refused."""
+    cells = Counter((q["step"], q["agg"], o) for q, o, _c in results)
+    keys = sorted({(s, a) for s, a, _o in cells})
+    lines = ["| step | kind | " + " | ".join(OUTCOMES) + " |",
+             "|---|---|" + "---:|" * len(OUTCOMES)]
+    for s, a in keys:
+        lines.append(f"| {s} | {a} | " + " | ".join(str(cells[(s, a, o)]) for o in OUTCOMES) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", type=float, default=10.0)
+    ap.add_argument("--customers", type=int, default=100, help="demo data size (about 60 rows each)")
+    ap.add_argument("--by-kind", action="store_true", help="also print outcomes per step and kind")
+    ap.add_argument("--log", action="store_true", help="print each query's outcome")
+    args = ap.parse_args()
+    session = S.make_session()
+    results, cap = run_session(args.budget, args.customers, session)
+    if args.log:
+        for i, (q, o, c) in enumerate(results):
+            print(f"{i:3d} {o:16s} {float(c):<7.4g} {q['step']:8s} {q['sql']}")
+    print(summary_table(results, args.budget, peer_counts(session, args.budget, cap)))
+    if args.by_kind:
+        print()
+        print(kind_table(results))
+
+
+if __name__ == "__main__":
+    main()
