@@ -23,7 +23,7 @@ from sqlglot import exp
 from dpquery.engine.derived import FUNCTIONS, MAX_DERIVED, Arith, Case, Col, Derived, Func, Lit, Truth
 from dpquery.errors import InvalidQuery
 
-MAX_DEPTH = 24  # nested operators and functions in one expression
+MAX_DEPTH = 64  # nested operators and functions in one expression (as deep as MAX_NODES allows)
 _current: contextvars.ContextVar = contextvars.ContextVar("dpquery_sql_derived", default=None)
 _ARITH = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/"}
 _FUNCS = {exp.Least: "LEAST", exp.Greatest: "GREATEST", exp.Abs: "ABS", exp.Floor: "FLOOR",
@@ -41,6 +41,7 @@ class Collection:
     def __init__(self, text: str):
         self.text = text
         self.derived: list[Derived] = []
+        self.unnamed = 0  # expressions named expr1, expr2, ... so far
 
     def hoist(self, node, name: str | None = None) -> str:
         """The name of the derived column computing `node` (added when new)."""
@@ -52,9 +53,9 @@ class Collection:
         if name is not None and name.casefold() in taken:
             raise _error(self.text, node, f"two different expressions are named {name!r}; "
                          "give each its own alias")
-        n = len(self.derived) + 1
         while name is None or name.casefold() in taken:
-            name, n = f"expr{n}", n + 1
+            self.unnamed += 1
+            name = f"expr{self.unnamed}"
         if len(self.derived) >= MAX_DERIVED:
             raise _error(self.text, node, f"a query may compute at most {MAX_DERIVED} row-level "
                          "expressions")
