@@ -56,6 +56,9 @@ from dpquery.present import amount_json, spend_amount
 
 ADDITIVE = ("count", "sum")
 POST = ("order_by", "limit", "select", "having")  # post-processing of released rows
+# An AVG's denominator is COUNT(*) of its rows, a PURCHASE_RATE's the COUNT(DISTINCT) of
+# its customers: the same statistics, over the same bounded rows (mechanisms.py)
+DENOMINATORS = {"count": "avg", "count_customers": "purchase_rate"}
 ROUNDING = 2e-5  # released scales are shown to 6 digits and read back rounded up
 
 
@@ -73,7 +76,7 @@ class Match:
     source_id: int
     filters: dict  # released group column -> allowed values
     by: list       # the new query's group columns
-    aggregates: list  # (new alias, released alias, kind)
+    aggregates: list  # (new alias, released alias, kind, part: None or "den")
     rephrased: bool = False  # the same cells and post-processing (another alias, weight)
 
 
@@ -128,6 +131,27 @@ def _load(ledger, partner_id: str, request_id: str) -> dict | None:
     return None if not answer or "derived_from" in answer or "auto_bounds" in answer else answer
 
 
+def released_parts(plan, noisy) -> list[dict] | None:
+    """The released numerators and denominators of the plan's ratios, per group key, in
+    column units, kept with the answer (`released_parts`): they are the release itself
+    (the ratio and its interval are computed from them), and a later query may be
+    derived from them (COUNT(*) from an AVG's denominator, COUNT(DISTINCT) from a
+    PURCHASE_RATE's). None when the query has no ratio."""
+    ratios = {a.alias for a in plan.request.query.aggregates if a.kind in planner.RATIOS}
+    stats = [sp.stat for sp in plan.stats if sp.stat.aggregate in ratios]
+    if not stats:
+        return None
+    by = list(plan.request.query.group_by)
+    out = []
+    for record in noisy.iter_rows(named=True):
+        row = {k: record[k] for k in by}
+        for st in stats:
+            value = record[st.column]
+            row[st.column] = None if value is None else float(value) * st.unit
+        out.append(row)
+    return out
+
+
 def plain(query: dict) -> bool:
     """No HAVING, ORDER BY, LIMIT or computed columns: every public key's cell is there."""
     return not any(query.get(k) for k in POST)
@@ -147,12 +171,23 @@ def _match(want: dict, have: dict, table, source_id: int) -> Match | None:
         return None
     pairs = []
     for agg in want["aggregates"]:
-        same = [h for h in have["aggregates"] if _body(h) == _body(agg)]
-        if not same:
+        source = _source(agg, have["aggregates"])
+        if source is None:
             return None
-        pairs.append((agg["alias"], same[0]["alias"], agg["kind"]))
-    return Match(source_id, filters, list(want["group_by"]), pairs,
-                 not filters and not dropped and plain(want))
+        pairs.append((agg["alias"], source[0], agg["kind"], source[1]))
+    same = not filters and not dropped and plain(want) and all(p[3] is None for p in pairs)
+    return Match(source_id, filters, list(want["group_by"]), pairs, same)
+
+
+def _source(agg: dict, held: list) -> tuple | None:
+    """(held alias, part) a new aggregate reads: the same aggregate (part None), or the
+    released denominator of a held ratio that counts the same thing (DENOMINATORS)."""
+    same = [h["alias"] for h in held if _body(h) == _body(agg)]
+    if same:
+        return same[0], None
+    ratio = DENOMINATORS.get(agg["kind"]) if agg.get("column") is None else None
+    parts = [h["alias"] for h in held if h["kind"] == ratio]
+    return (parts[0], "den") if parts else None
 
 
 def _body(agg: dict) -> dict:
@@ -181,46 +216,99 @@ def _filters(want_where, have_where, dropped: set) -> dict | None:
     return filters
 
 
-def _derive(answer: dict, match: Match, plan, describe) -> dict | None:
+@dataclass
+class Cells:
+    """The held cells a derived answer reads: per new row, the held rows it adds up."""
+
+    answer: dict
+    groups: list  # [[held row, ...] per new row]
+    k: int        # held rows per new row
+    parts: dict | None  # held group key -> its released numerators and denominators
+
+    def key(self, row: dict) -> tuple:
+        return tuple(row[c] for c in self.answer["group_by"])
+
+
+def _cells(answer: dict, match: Match) -> Cells | None:
     rows = [r for r in answer["rows"] if all(r[c] in v for c, v in match.filters.items())]
-    cells: dict[tuple, list] = {}
+    groups: dict[tuple, list] = {}
     for r in rows:
-        cells.setdefault(tuple(r[c] for c in match.by), []).append(r)
-    ks = {len(v) for v in cells.values()}
+        groups.setdefault(tuple(r[c] for c in match.by), []).append(r)
+    ks = {len(v) for v in groups.values()}
     if len(ks) != 1:
         return None
-    k = ks.pop()
-    noise = {a["alias"]: a["noise"] for a in answer["aggregates"]}
-    held_width = {a["alias"]: a.get("expected_halfwidth") for a in answer["aggregates"]}
-    confidence, wanted = answer["confidence"], plan.request.confidence
-    fresh = {sp.stat.column: sp for sp in plan.stats}
-    out_rows = [{c: key[i] for i, c in enumerate(match.by)} for key in cells]
-    widths = {}
-    for alias, src, kind in match.aggregates:
-        laws = laws_of(noise[src], fresh, alias)
+    by = answer["group_by"]
+    parts = {tuple(p[c] for c in by): p for p in answer.get("released_parts") or []} or None
+    return Cells(answer, list(groups.values()), ks.pop(), parts)
+
+
+def _derive(answer: dict, match: Match, plan, describe) -> dict | None:
+    cells = _cells(answer, match)
+    if cells is None:
+        return None
+    out_rows = [{c: group[0][c] for c in match.by} for group in cells.groups]
+    noise = {}
+    for alias, src, kind, part in match.aggregates:
+        info = next(a for a in answer["aggregates"] if a["alias"] == src)
         limit = limit_for(plan, alias, match.rephrased)
-        if kind in ADDITIVE and held_width[src] is None:
+        got = _from_part(cells, alias, info, kind, part, limit, plan) if part else \
+            _from_cells(cells, alias, info, kind, limit, plan, match.rephrased)
+        if got is None:
             return None
-        if kind in ADDITIVE and (k > 1 or confidence != wanted):
-            width = intervals.sum_halfwidth(laws["value"], k, wanted)
-            if not limit(width):
-                return None
-            for row, group in zip(out_rows, cells.values()):
-                row.update(_summed(alias, src, group, width, held_width[src],
-                                   _non_negative(plan, kind, alias)))
-        elif k == 1 and confidence == wanted and \
-                _copy_ok(kind, laws, held_width[src], plan, alias, limit, match.rephrased):
-            width = held_width[src] if kind in ADDITIVE else None
-            for row, (cell,) in zip(out_rows, cells.values()):
-                row.update({alias: cell[src], f"{alias}_ci_low": cell[f"{src}_ci_low"],
-                            f"{alias}_ci_high": cell[f"{src}_ci_high"]})
-        else:
-            return None
-        widths[alias] = width
+        values, noise[alias] = got
+        for row, v in zip(out_rows, values):
+            row.update(v)
     rows = postprocess.finish(out_rows, plan.request.query)
-    return answer_of(rows, [match.source_id], _note(match.source_id, k),
-                     {alias: (noise[src], widths[alias]) for alias, src, _ in match.aggregates},
+    return answer_of(rows, [match.source_id], _note(match.source_id, cells.k), noise,
                      plan, describe)
+
+
+def _from_cells(cells: Cells, alias: str, info: dict, kind: str, limit, plan,
+                rephrased: bool) -> tuple | None:
+    """(values per new row, (noise entries, half-width)) from the held aggregate's cells."""
+    src, held = info["alias"], info.get("expected_halfwidth")
+    same_level = cells.k == 1 and cells.answer["confidence"] == plan.request.confidence
+    if kind in ADDITIVE:
+        if held is None:
+            return None
+        if same_level:  # the held cells as they are, or nothing
+            return ([_copied(alias, src, g[0]) for g in cells.groups], (info["noise"], held)) \
+                if limit(held) else None
+        laws = laws_of(info["noise"], {sp.stat.column: sp for sp in plan.stats}, alias)
+        width = intervals.sum_halfwidth(laws["value"], cells.k, plan.request.confidence)
+        if not limit(width):
+            return None
+        positive = _non_negative(plan, kind, alias)
+        values = [_summed(alias, [released(c, src, held, positive) for c in g], held, width,
+                          positive) for g in cells.groups]
+        return values, (info["noise"], width)
+    laws = laws_of(info["noise"], {sp.stat.column: sp for sp in plan.stats}, alias)
+    if same_level and _copy_ok(kind, laws, plan, alias, limit, rephrased):
+        return [_copied(alias, src, g[0]) for g in cells.groups], (info["noise"], None)
+    return None
+
+
+def _from_part(cells: Cells, alias: str, info: dict, kind: str, part: str, limit,
+               plan) -> tuple | None:
+    """(values per new row, (noise entries, half-width)) from a held ratio's released
+    denominators (released_parts): COUNT(*) from an AVG's, COUNT(DISTINCT) from a
+    PURCHASE_RATE's. Counts of rows add up over cells; counts of customers do not
+    (a customer may be in several), so those are copied cell for cell only."""
+    if cells.parts is None or (cells.k > 1 and kind not in ADDITIVE):
+        return None
+    entry = next(e for e in info["noise"] if e["statistic"] == part)
+    width = intervals.sum_halfwidth(law(entry, 1.0), cells.k, plan.request.confidence)
+    column = f"{info['alias']}.{part}"
+    values = [[cells.parts.get(cells.key(r), {}).get(column) for r in g] for g in cells.groups]
+    if not limit(width) or any(v is None for g in values for v in g):
+        return None
+    return ([_summed(alias, g, 0.0, width, True) for g in values],
+            ([{**entry, "statistic": "value"}], width))
+
+
+def _copied(alias: str, src: str, cell: dict) -> dict:
+    return {alias: cell[src], f"{alias}_ci_low": cell[f"{src}_ci_low"],
+            f"{alias}_ci_high": cell[f"{src}_ci_high"]}
 
 
 def laws_of(entries: list, fresh: dict, alias: str) -> dict:
@@ -259,13 +347,10 @@ def limit_for(plan, alias: str, strictly: bool = False):
     return lambda width: width is not None and width <= bound
 
 
-def _copy_ok(kind: str, laws: dict, held: float | None, plan, alias: str, limit,
-             strictly: bool) -> bool:
-    """Copied cells: their half-width (additive: the held one; ratios: the one the
-    released laws give for groups of the request's size) is accurate enough;
-    other kinds: every released part's scale is no larger than the fresh one's."""
-    if kind in ADDITIVE:
-        return limit(held)
+def _copy_ok(kind: str, laws: dict, plan, alias: str, limit, strictly: bool) -> bool:
+    """Copied cells of a ratio: the half-width the released laws give for groups of the
+    request's size is accurate enough; of other kinds (quantiles, spreads): every
+    released part's scale is no larger than the fresh one's."""
     if kind in planner.RATIOS:
         return limit(ratio_width(laws["num"], laws["den"], plan, alias))
     fresh = {sp.stat.role: sp for sp in plan.stats if sp.stat.aggregate == alias}
@@ -305,17 +390,11 @@ def released(cell: dict, src: str, held: float, non_negative: bool) -> float | N
     return high - held if high > 0 else None
 
 
-def _summed(alias: str, src: str, group: list, width: float, held: float,
-            non_negative: bool) -> dict:
+def _summed(alias: str, values: list, held: float, width: float, non_negative: bool) -> dict:
     """Σ of released cells ± the sum's half-width. A cell whose whole interval was
-    clipped counts as −half-width (its draw was lower) and leaves the low end at 0."""
-    total, censored = 0.0, False
-    for cell in group:
-        value = released(cell, src, held, non_negative)
-        if value is None:
-            total, censored = total - held, True
-        else:
-            total += value
+    clipped (None) counts as −half-width (its draw was lower) and leaves the low end at 0."""
+    total = sum(-held if v is None else v for v in values)
+    censored = None in values
     low, high = total - width, total + width
     if non_negative:
         total, low, high = max(total, 0.0), 0.0 if censored else max(low, 0.0), max(high, 0.0)

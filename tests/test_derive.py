@@ -225,3 +225,35 @@ def test_avg_from_a_held_sum_and_count_is_their_ratio_with_a_ratio_interval(svc)
             assert value is None
     assert sum(r["a"] is not None for r in out["rows"]) >= 3
     charged(svc, pid, {"sql": AVG.replace(" a ", " b "), "epsilon": 2})  # fresh is tighter
+
+
+CUSTOMERS_FILTERED = ("SELECT region, COUNT(DISTINCT customer_id) AS c FROM purchases "
+                      "WHERE age_band = '25-34' GROUP BY region")
+
+
+def test_customers_from_a_held_purchase_rates_denominators(svc):
+    pid = partner(svc)
+    rate = svc.run(pid, {"sql": RATE_FINE, "epsilon": 1})
+    assert "released_parts" not in svc.run(pid, {"sql": COARSE, "epsilon": 0.1})
+    parts = {(p["region"], p["age_band"]): p["r.den"] for p in rate["released_parts"]}
+    out = free(svc, pid, {"sql": CUSTOMERS_FILTERED, "epsilon": 0.1})
+    entry = next(e for e in rate["aggregates"][0]["noise"] if e["statistic"] == "den")
+    width = intervals.sum_halfwidth(intervals.Noise(False, entry["scale"] * (1 + 1e-5), 1.0),
+                                    1, 0.95)
+    for row in out["rows"]:
+        den = parts[(row["region"], "25-34")]
+        assert row["c"] == max(den, 0.0) and row["c_ci_high"] == pytest.approx(max(den + width, 0))
+    wider = "SELECT region, COUNT(DISTINCT customer_id) AS c FROM purchases GROUP BY region"
+    charged(svc, pid, {"sql": wider, "epsilon": 0.01})  # customers do not add up over cells
+    charged(svc, pid, {"sql": CUSTOMERS_FILTERED.replace(" c ", " d "), "epsilon": 2})
+
+
+def test_counts_from_a_held_averages_denominators_add_up(svc):
+    pid = partner(svc)
+    avg = svc.run(pid, {"sql": "SELECT region, age_band, AVG(amount) AS a FROM purchases "
+                               "GROUP BY region, age_band", "epsilon": 1})
+    out = free(svc, pid, {"sql": COARSE, "epsilon": 0.02})
+    for row in out["rows"]:
+        dens = [p["a.den"] for p in avg["released_parts"] if p["region"] == row["region"]]
+        assert len(dens) == 6 and row["n"] == pytest.approx(max(sum(dens), 0.0))
+    charged(svc, pid, {"sql": COARSE.replace(" n ", " m "), "epsilon": 2})
