@@ -191,6 +191,9 @@ REFUSED = [
     ("SELECT SUM(" + " + ".join(["amount"] * 40) + ") FROM purchases", "the limit is 64"),
     ("SELECT FLOOR(amount) AS f, region, year, COUNT(*) FROM purchases GROUP BY f, region, year",
      "the limit is 1000"),
+    ("SELECT SUM(" + "+".join(["amount"] * 600) + ") FROM purchases", "nests more than 64 levels"),
+    ("SELECT COUNT(*) FROM purchases WHERE " + " AND ".join(
+        f"amount * {i} > 1" for i in range(1, 18)), "at most 16 row-level expressions"),
 ]
 
 

@@ -118,3 +118,24 @@ def test_the_second_dataset_answers_derived_columns(gym):  # noqa: F811
                     "FROM gym_visits WHERE season - 2023 = 1 GROUP BY visit, club")
     assert {(r["visit"], r["club"]) for r in rows} == \
         {(v, c) for v in ("long", "short") for c in GYM["columns"]["club"]["values"]}
+
+
+def test_a_held_answer_is_reused_only_for_the_same_expressions(table):
+    """Free derived answers (dpquery/derive.py) compare cells by column name: an expression
+    named alike but computed otherwise must not match a held answer."""
+    import json
+
+    from dpquery import derive
+    from dpquery.engine.query import canonical
+
+    def model(sql):
+        request = parse_body({"sql": sql, "epsilon": 1.0}, datasets={"purchases": table.dataset})
+        return (json.loads(canonical(request))["query"],
+                catalog.check_query(request.query, {"purchases": table}))
+    held = "SELECT FLOOR(amount / 10) * 10 AS b, region, COUNT(*) AS n FROM purchases GROUP BY b, region"
+    have, _ = model(held)
+    other, extended = model(held.replace("/ 10) * 10", "/ 20) * 20"))
+    assert derive._match(other, have, extended, 1) is None
+    coarser, extended = model("SELECT FLOOR(amount / 10) * 10 AS b, COUNT(*) AS n FROM purchases "
+                              "GROUP BY b")
+    assert derive._match(coarser, have, extended, 1) is not None
