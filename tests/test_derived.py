@@ -206,3 +206,41 @@ def test_refused_before_any_data_is_read(sql, fragment, settings):
         catalog.check_query(request.query, tables)
     assert fragment in err.value.message
     assert err.value.status == 400
+
+
+# -- the JSON query form: the same model ----------------------------------------------
+
+JSON_PAIRS = [
+    ("SELECT CASE WHEN age_band IN ('18-24', '25-34') THEN 'young' ELSE 'older' END AS stage, "
+     "COUNT(*) AS n, SUM(amount * 2) AS s FROM purchases GROUP BY stage",
+     {"group_by": ["stage"],
+      "derived": {"stage": "CASE WHEN age_band IN ('18-24', '25-34') THEN 'young' ELSE 'older' END",
+                  "expr1": "amount * 2"},
+      "aggregates": [{"kind": "count", "alias": "n"}, {"kind": "sum", "alias": "s", "column": "expr1"}]}),
+    ("SELECT COUNT(*) AS n FROM purchases WHERE FLOOR(amount / 10) * 10 BETWEEN 20 AND 40",
+     {"derived": {"expr1": "FLOOR(amount / 10) * 10"}, "where": {"column": "expr1", "between": [20, 40]},
+      "aggregates": [{"kind": "count", "alias": "n"}]}),
+]
+
+
+@pytest.mark.parametrize("sql,doc", JSON_PAIRS, ids=[p[0][:40] for p in JSON_PAIRS])
+def test_the_json_form_states_the_same_expressions(sql, doc):
+    from dpquery.engine.request import query_from_json
+    assert query_from_json({"dataset": "purchases", **doc}) == parse_sql(sql)
+
+
+@pytest.mark.parametrize("derived,fragment", [
+    ({"a": "amount FROM purchases"}, "must be one expression"),
+    ({"a": "(SELECT 1)"}, "subqueries are not supported"),
+    ({"a": 2}, "an object of names and SQL expressions"),
+    ({"a": "amount / (year - 2020)"}, None),  # parsed; refused when checked (test below)
+])
+def test_json_expressions_are_read_as_sql(derived, fragment):
+    from dpquery.engine.request import query_from_json
+    doc = {"aggregates": [{"kind": "sum", "column": "a"}], "derived": derived}
+    if fragment is None:
+        assert query_from_json(doc).derived[0].name == "a"
+        return
+    with pytest.raises(InvalidQuery) as err:
+        query_from_json(doc)
+    assert fragment in err.value.message

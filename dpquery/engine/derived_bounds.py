@@ -17,7 +17,7 @@ from dpquery.engine.derived import Arith, Case, Col, Func, Lit, Truth
 from dpquery.errors import InvalidQuery
 
 MAX_MAGNITUDE = 2 ** 53  # every bound stays exactly representable as a float and an int64
-MAX_SET = 100_000        # largest value set worked out for one node (else: not listable)
+MAX_SET = 20_000         # largest value set worked out for one node (else: not listable)
 
 
 @dataclass(frozen=True)

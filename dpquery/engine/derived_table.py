@@ -14,6 +14,15 @@ datasets differing in one customer's rows differs in that customer's rows
 only; bounding, clamping and OpenDP's release follow unchanged. Tested in
 tests/test_derived_engines.py by removing one customer.
 
+OpenDP's reference plan sees the derived columns as input columns: the plan is
+built over the extended schema (its input domain lists them, plan._domain), and
+the measurement evaluates that plan over the logical plan of the frame it is
+given (`make_private_lazyframe`: `f_lp.eval(&arg.logical_plan)`), here the
+prepared parts followed by `with_columns`. So the with_columns runs before
+OpenDP's truncation and clamping, outside the plan OpenDP analyses, which is
+what the stability argument above covers (and it avoids upstream bug #2949, a
+column redefined after truncation keeping its bound).
+
 Every refusal happens here, while checking the query: before any data is read
 and before any spend.
 """

@@ -138,6 +138,35 @@ def _error(text: str, node, message: str) -> InvalidQuery:
     return base._node_error(text, node, message)
 
 
+def from_json(doc) -> tuple:
+    """The JSON query form's `"derived": {"name": "<SQL expression>", ...}`, read as in SQL.
+
+    WHERE, aggregates and group_by of the JSON query then name them; a later
+    expression's conditions may name an earlier one."""
+    from dpquery.engine import sql as base
+    if not isinstance(doc, dict) or not all(isinstance(k, str) and k and isinstance(v, str)
+                                            for k, v in doc.items()):
+        raise InvalidQuery('query.derived must be an object of names and SQL expressions, e.g. '
+                           '{"stage": "CASE WHEN age_band = \'65+\' THEN \'senior\' ELSE '
+                           '\'other\' END"}')
+    with reading("") as collection:
+        for name, text in doc.items():
+            collection.text = text
+            collection.hoist(_expression(text, base), name)
+    return tuple(collection.derived)
+
+
+def _expression(text: str, base) -> exp.Expression:
+    """One SQL expression (no statement around it), under sql.py's nesting and node checks."""
+    tree = base._parse(f"SELECT {text}")
+    base._refuse_unsupported(tree, text)
+    if len(tree.expressions) != 1 or isinstance(tree.expressions[0], exp.Alias) or \
+            any(v for k, v in tree.args.items() if k != "expressions"):
+        raise InvalidQuery(f"query.derived: {text!r} must be one expression, e.g. "
+                           "FLOOR(amount / 10) * 10")
+    return tree.expressions[0]
+
+
 @contextlib.contextmanager
 def reading(text: str):
     """Collect the derived columns of the statement `text` while it is read."""
