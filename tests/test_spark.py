@@ -14,10 +14,12 @@ import shutil
 
 import polars as pl
 import pytest
+from sqlglot import exp
 
 from dpquery import config
-from dpquery.engine import catalog, execute, plan as planner
+from dpquery.engine import catalog, engines, execute, plan as planner
 from dpquery.engine.engines import spark as spark_engine
+from dpquery.engine.engines.sqlplan import compile_part
 from dpquery.engine.request import parse_body
 from dpquery.errors import ConfigError, InvalidQuery
 from settings_helpers import make_settings, shipped_config
@@ -98,6 +100,50 @@ def test_removing_a_customer_leaves_every_other_customers_ranks_unchanged(prepar
     left = _sorted(spark.frame.collect().filter(pl.col("customer_id") != heavy))
     assert left.equals(_sorted(other.frame.collect()))
     assert heavy not in set(other.frame.collect()["customer_id"])
+
+
+BUCKETED_QUERIES = [  # customers shape (truncated, one and two group columns, no group), rows
+    "SELECT region, COUNT(DISTINCT customer_id) AS a FROM purchases GROUP BY region",
+    "SELECT region, SUM(amount) AS a FROM purchases WHERE category = 'snacks' GROUP BY region",
+    "SELECT region, age_band, PURCHASE_RATE(category = 'snacks') AS a FROM purchases "
+    "WHERE year >= 2020 GROUP BY region, age_band",
+    "SELECT COUNT(DISTINCT customer_id) AS a FROM purchases WHERE NOT category = 'produce'",
+    "SELECT age_band, AVG(amount) AS a FROM purchases GROUP BY age_band",
+]
+
+
+def test_spark_prepared_parts_are_read_bucketed_with_the_references_aggregates(prepared):
+    """The Spark prepare writes its parts bucketed by customer; the engine reads them as a
+    bucketed table, and every shape still gives the polars reference's exact aggregates
+    over the same parts (the reference reads the files; bucketing is layout only)."""
+    spark_table = prepared[0]
+    assert spark_engine._bucketing(spark_engine.session(spark_table.engine_settings),
+                                   tuple(map(str, spark_table.files))) is not None
+    for sql in BUCKETED_QUERIES:
+        for part in _plan(spark_table, sql).bounded:
+            by = list(part.by)
+            ours = engines.aggregate("spark", spark_table, part)
+            reference = engines.aggregate("polars", spark_table, part)
+            assert (ours.sort(by) if by else ours).equals(
+                reference.sort(by) if by else reference), sql
+
+
+def test_the_customers_shape_needs_no_shuffle_below_its_window(prepared):
+    """Bucketed by customer, the per-(customer, group) aggregation and the ranking of a
+    customer's groups run where the rows are: one exchange, for the final GROUP BY."""
+    spark_table, duck_table = prepared
+    part = _plan(spark_table, BUCKETED_QUERIES[1]).bounded[0]
+    assert part.shape == "customers" and part.groups is not None
+
+    def exchanges(table) -> int:
+        spark = spark_engine.session(table.engine_settings)
+        source = exp.to_table(spark_engine._view(spark, table.files))
+        sql = compile_part(part, source).sql("spark")
+        plan = spark.sql(sql)._jdf.queryExecution().executedPlan().toString()
+        return plan.count("Exchange hashpartitioning")
+
+    assert exchanges(spark_table) == 1
+    assert exchanges(duck_table) == 3  # not bucketed: by (customer, group), customer, group
 
 
 def test_prepared_once_per_data_version(prepared, small_data, tmp_path):

@@ -14,7 +14,12 @@ function of that customer's rows and the secret key only: adding or removing
 customer c leaves every other customer's rows and ranks unchanged (whatever
 the cluster's partitioning or task order), and each customer's ranks are
 exactly 0 .. n_c - 1. Keeping `_row_rank < k` keeps at most k rows of every
-customer. The hash differs from DuckDB's, so a Spark-prepared table keeps other
+customer. The parts are written bucketed by the customer (Spark's hash
+bucketing, the count in the `_dpquery_done` marker): a physical layout only,
+every customer's rows in one bucket file, no row kept or ranked differently.
+It lets the engine (engines/spark.py) read them as a bucketed table, so the
+customers shape's per-customer aggregation and group truncation run without
+a shuffle. The hash differs from DuckDB's, so a Spark-prepared table keeps other
 rows than a DuckDB-prepared one, with the same guarantee (tests/test_spark.py).
 
 What leaves the cluster: nothing of the rows. The job reads the source and
@@ -39,7 +44,7 @@ from dpquery.engine.engines import spark as spark_engine
 from dpquery.engine.prepare import ROW_RANK
 
 ROWS_PER_PARTITION = 4_000_000  # rows ranked by one task (Spark spills beyond memory)
-DONE = "_dpquery_done"          # a marker dataset; Spark's readers skip "_" names in `out`
+DONE = spark_engine.PREPARED_MARKER  # a marker dataset: (unit, buckets) of the parts
 
 
 def data_version(uri: str, engine_settings: dict) -> str:
@@ -95,15 +100,28 @@ def _build(spark, ds: Dataset, sources: list, out: str, key: str) -> None:
     view = f"dpq_source_{hashlib.sha256(out.encode()).hexdigest()[:12]}"
     _reader(spark, sources).createOrReplaceTempView(view)
     staged = spark.sql(stage_sql(ds, view, key))
-    partitions = max(1, -(-_source_rows(spark, view) // ROWS_PER_PARTITION))
+    partitions = max(int(spark.conf.get("spark.sql.shuffle.partitions")),  # both: buckets
+                     -(-_source_rows(spark, view) // ROWS_PER_PARTITION))
     cols = base._output_columns(ds)
     order = Window.partitionBy(ds.privacy_unit).orderBy("_h", *cols)
     ranked = staged.repartition(partitions, ds.privacy_unit).select(
         *cols, (F.row_number().over(order) - 1).cast("bigint").alias(ROW_RANK))
-    ranked.write.mode("overwrite").parquet(out)
+    _write_bucketed(spark, ranked, out, ds.privacy_unit, partitions)
     base._check_max_rows(ds, spark.read.parquet(out).count())
-    spark.range(1).write.mode("overwrite").parquet(f"{out}/{DONE}")
+    marker = spark.range(1).select(F.lit(ds.privacy_unit).alias("unit"),
+                                   F.lit(partitions).alias("buckets"))
+    marker.write.mode("overwrite").parquet(f"{out}/{DONE}")
     spark.catalog.dropTempView(view)
+
+
+def _write_bucketed(spark, ranked, out: str, unit: str, buckets: int) -> None:
+    """Parquet parts at `out`, bucketed by `unit` (one file per bucket: the rows are already
+    hash-partitioned by `unit` into `buckets` tasks). Spark writes bucketing only through a
+    catalog table: an external one, dropped at once (its files stay)."""
+    name = f"dpq_write_{hashlib.sha256(out.encode()).hexdigest()[:12]}"
+    (ranked.write.format("parquet").bucketBy(buckets, unit).mode("overwrite")
+     .option("path", out).saveAsTable(name))
+    spark.sql(f"DROP TABLE IF EXISTS {name}")
 
 
 def stage_sql(ds: Dataset, source: str, key: str) -> str:

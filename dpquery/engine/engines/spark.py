@@ -17,6 +17,7 @@ import atexit
 import hashlib
 import os
 import shutil
+import tempfile
 
 import polars as pl
 from sqlglot import exp
@@ -32,9 +33,14 @@ LOCAL_CONF = {  # local mode on one machine: loopback only, few shuffle partitio
     "spark.sql.shuffle.partitions": "4",
     "spark.ui.showConsoleProgress": "false",
     "spark.ui.enabled": "false",  # the UI binds every interface: opt in with spark.conf
+    # the prepared parts are read as external bucketed tables; keep the catalog's folder
+    # out of the working directory
+    "spark.sql.warehouse.dir": os.path.join(tempfile.gettempdir(), "dpquery-spark-warehouse"),
 }
 _sessions: dict = {}  # pid -> SparkSession: a forked child never uses its parent's
-_views: dict = {}     # (pid, files) -> temporary view name
+_views: dict = {}     # (pid, files) -> temporary view or bucketed table name
+PREPARED_MARKER = "_dpquery_done"  # the Spark prepare's marker (prepare_spark.py): Spark's
+                                   # readers skip "_" names in the parts' folder
 
 
 def aggregate(table, part: Part) -> pl.DataFrame:
@@ -104,15 +110,59 @@ def _check_java(master: str) -> None:
 
 
 def _view(spark, files) -> str:
-    """A temporary view over the prepared parts (made once per process and table)."""
+    """A view over the prepared parts (made once per process and table): a bucketed table
+    when the Spark prepare wrote them bucketed by customer, else a temporary view."""
     paths = tuple(str(f) for f in files)
     key = (os.getpid(), paths)
     name = _views.get(key)
     if name is None:
         name = "dpq_" + hashlib.sha256("\0".join(paths).encode()).hexdigest()[:16]
-        spark.read.parquet(*paths).createOrReplaceTempView(name)
+        frame = spark.read.parquet(*paths)
+        layout = _bucketing(spark, paths)
+        if layout is None:
+            frame.createOrReplaceTempView(name)
+        else:
+            spark.sql(_bucketed_table_sql(name, frame.schema, _folder(paths), *layout))
         _views[key] = name
     return name
+
+
+def _bucketing(spark, paths: tuple) -> tuple[str, int] | None:
+    """(unit, buckets) when the parts are one folder the Spark prepare wrote bucketed by the
+    privacy unit (its marker says so, prepare_spark.py); None for other parts (DuckDB's).
+
+    Read as a bucketed table, a customer's rows are known to sit in one bucket: the
+    customers shape groups by (customer, group) and ranks each customer's groups with no
+    shuffle (Spark's EXPLAIN: no Exchange below the window). The answer is the same.
+    """
+    from pyspark.errors import AnalysisException
+    folder = _folder(paths)
+    if folder is None:
+        return None
+    try:
+        row = spark.read.parquet(f"{folder}/{PREPARED_MARKER}").first()
+    except AnalysisException:  # no marker: not a Spark-prepared folder
+        return None
+    if row is None or "buckets" not in row.asDict():  # prepared before bucketing
+        return None
+    return row["unit"], int(row["buckets"])
+
+
+def _folder(paths: tuple) -> str | None:
+    """The one folder holding every part (or the folder URI itself), else None."""
+    folders = {p.rsplit("/", 1)[0] if p.endswith(".parquet") else p.rstrip("/") for p in paths}
+    return folders.pop() if len(folders) == 1 else None
+
+
+def _bucketed_table_sql(name: str, schema, folder: str, unit: str, buckets: int) -> str:
+    """An external table over `folder`, bucketed by `unit` (Spark needs the column list)."""
+    columns = exp.Schema(expressions=[
+        exp.ColumnDef(this=exp.to_identifier(f.name, quoted=True),
+                      kind=exp.DataType.build(f.dataType.simpleString(), dialect="spark"))
+        for f in schema.fields])
+    return (f"CREATE TABLE IF NOT EXISTS {name} {columns.sql('spark')} USING parquet "
+            f"CLUSTERED BY ({exp.to_identifier(unit, quoted=True).sql('spark')}) "
+            f"INTO {int(buckets)} BUCKETS LOCATION {exp.Literal.string(folder).sql('spark')}")
 
 
 def _stop(pid: int) -> None:
