@@ -57,7 +57,10 @@ QUERY_FORM = {"type": "object", "required": ["aggregates"], "additionalPropertie
                   "dataset": TEXT, "group_by": {"type": "array", "items": TEXT},
                   "aggregates": {"type": "array", "items": AGGREGATE_IN},
                   "where": {"oneOf": [CONDITION, {"type": "null"}]},
-                  "order_by": {"type": "array"}, "limit": {"type": ["integer", "null"]}}}
+                  "order_by": {"type": "array"}, "limit": {"type": ["integer", "null"]},
+                  "derived": {"type": "object", "additionalProperties": TEXT,
+                              "description": "row-level expressions by name, in SQL, e.g. "
+                                             "{\"bucket\": \"FLOOR(amount / 10) * 10\"}"}}}
 ACCURACY = {"type": "object", "required": ["within"], "additionalProperties": False,
             "properties": {"within": POSITIVE, "confidence": {"type": "number"},
                            "aggregate": STRING, "assumed_group_size": {"type": "integer"}}}
