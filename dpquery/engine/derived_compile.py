@@ -60,6 +60,8 @@ def to_polars(expr, columns: dict) -> pl.Expr:
     if isinstance(expr, Truth):
         return pl.when(frames.predicate_expr(expr.condition)).then(pl.lit(1, pl.Int64)) \
             .otherwise(pl.lit(0, pl.Int64))
+    if not isinstance(expr, Case):
+        raise TypeError(f"not a derived expression: {type(expr).__name__}")
     chain = pl
     for cond, value in expr.whens:
         chain = chain.when(frames.predicate_expr(cond)).then(to_polars(value, columns))
@@ -154,6 +156,8 @@ def to_sql(expr, columns: dict) -> exp.Expression:
     if isinstance(expr, Truth):
         return exp.Case(ifs=[exp.If(this=sqlplan.predicate(expr.condition), true=_lit_sql(1))],
                         default=_lit_sql(0))
+    if not isinstance(expr, Case):
+        raise TypeError(f"not a derived expression: {type(expr).__name__}")
     ifs = [exp.If(this=sqlplan.predicate(c), true=to_sql(v, columns)) for c, v in expr.whens]
     return exp.Case(ifs=ifs, default=to_sql(expr.default, columns))
 
