@@ -30,9 +30,9 @@ PEERS = {"opendp_context": "OpenDP Context", "smartnoise_sql": "SmartNoise SQL",
 OUTCOMES = ("fresh", "repeat", "derived", "refused_budget", "refused_accuracy", "refused_other")
 
 
-def run_session(budget: float, customers: int, session: list[dict]) -> tuple[list, float]:
+def run_session(budget: float, customers: int, session: list[dict]) -> tuple[list, float, int]:
     """([(query, outcome, ε charged)] for each session query, through Service.run;
-    the dataset's per-query cap)."""
+    the dataset's per-query cap; what the former accounting model answers)."""
     from budget.amounts import Amount
     from budget.ledger import Ledger
     from dpquery.demo import write_demo
@@ -45,9 +45,20 @@ def run_session(budget: float, customers: int, session: list[dict]) -> tuple[lis
     service = Service.open(settings, ledger)
     pid, _key = ledger.create_partner("analyst", {"purchases": Amount(epsilon=Fraction(budget))},
                                       actor="bench", reason="session benchmark")
+    accounted = S.answered([_preview_cost(service, q) for q in session], budget)
     out = [(q, *_ask(service, pid, q)) for q in session]
     ledger.close()
-    return out, settings.datasets["purchases"].max_epsilon_per_query
+    return out, settings.datasets["purchases"].max_epsilon_per_query, accounted
+
+
+def _preview_cost(service, q: dict) -> tuple[str, float | None]:
+    """The former model (accounting only): Service.preview's spend, repeats free."""
+    from dpquery.errors import DPQueryError
+    try:
+        preview = service.preview({"sql": q["sql"], "accuracy": S.TARGETS[q["agg"]]})
+        return q["sql"], float(Fraction(preview["cost"]["epsilon"]))
+    except DPQueryError:
+        return q["sql"], None
 
 
 def _ask(service, pid: str, q: dict) -> tuple[str, Fraction]:
@@ -78,7 +89,7 @@ def peer_counts(session: list[dict], budget: float, cap: float) -> dict[str, int
     return out
 
 
-def summary_table(results, budget: float, peers: dict[str, int]) -> str:
+def summary_table(results, budget: float, peers: dict[str, int], accounted: int) -> str:
     n = Counter(outcome for _q, outcome, _c in results)
     spent = sum(c for _q, _o, c in results)
     answered = n["fresh"] + n["repeat"] + n["derived"]
@@ -86,7 +97,10 @@ def summary_table(results, budget: float, peers: dict[str, int]) -> str:
              "| repeat (free) | derived (free) | refused: budget | refused: accuracy unreachable |",
              "|---|---:|---:|---:|---:|---:|---:|",
              f"| dpquery (real service) | {answered} | {n['fresh']} | {n['repeat']} | "
-             f"{n['derived']} | {n['refused_budget']} | {n['refused_accuracy'] + n['refused_other']} |"]
+             f"{n['derived']} | {n['refused_budget']} | "
+             f"{n['refused_accuracy'] + n['refused_other']} |"]
+    lines.append(f"| dpquery (former model: preview spend, repeats free) | {accounted} | "
+                 "— | — | 0 | — | — |")
     for p, count in peers.items():
         lines.append(f"| {PEERS[p]} | {count} | {count} | 0 | 0 | {len(results) - count} | 0 |")
     lines.append(f"\nε spent by dpquery: {float(spent):.4g} of {budget:g}.")
@@ -107,16 +121,17 @@ def kind_table(results) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=float, default=10.0)
-    ap.add_argument("--customers", type=int, default=100, help="demo data size (about 60 rows each)")
+    ap.add_argument("--customers", type=int, default=100,
+                    help="demo data size (about 60 rows each)")
     ap.add_argument("--by-kind", action="store_true", help="also print outcomes per step and kind")
     ap.add_argument("--log", action="store_true", help="print each query's outcome")
     args = ap.parse_args()
     session = S.make_session()
-    results, cap = run_session(args.budget, args.customers, session)
+    results, cap, accounted = run_session(args.budget, args.customers, session)
     if args.log:
         for i, (q, o, c) in enumerate(results):
             print(f"{i:3d} {o:16s} {float(c):<7.4g} {q['step']:8s} {q['sql']}")
-    print(summary_table(results, args.budget, peer_counts(session, args.budget, cap)))
+    print(summary_table(results, args.budget, peer_counts(session, args.budget, cap), accounted))
     if args.by_kind:
         print()
         print(kind_table(results))

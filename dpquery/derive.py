@@ -49,17 +49,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from dpquery import derive_ratio, derive_values as V
 from dpquery.engine import intervals, plan as planner, postprocess
-from dpquery.engine.query import AccuracyTarget, canonical
+from dpquery.engine.query import canonical
 from dpquery.errors import InvalidRequest
-from dpquery.present import amount_json, spend_amount
 
 ADDITIVE = ("count", "sum")
-POST = ("order_by", "limit", "select", "having")  # post-processing of released rows
 # An AVG's denominator is COUNT(*) of its rows, a PURCHASE_RATE's the COUNT(DISTINCT) of
 # its customers: the same statistics, over the same bounded rows (mechanisms.py)
 DENOMINATORS = {"count": "avg", "count_customers": "purchase_rate"}
-ROUNDING = 2e-5  # released scales are shown to 6 digits and read back rounded up
 
 
 def option(body) -> tuple[bool, object]:
@@ -108,7 +106,6 @@ def find(ledger, partner_id: str, request, table, plan, describe) -> dict | None
         derived = _derive(h.answer, match, plan, describe)
         if derived is not None:
             return derived
-    from dpquery import derive_ratio  # it imports this module
     return derive_ratio.average(want["query"], held, plan, describe)
 
 
@@ -152,15 +149,10 @@ def released_parts(plan, noisy) -> list[dict] | None:
     return out
 
 
-def plain(query: dict) -> bool:
-    """No HAVING, ORDER BY, LIMIT or computed columns: every public key's cell is there."""
-    return not any(query.get(k) for k in POST)
-
-
 def _match(want: dict, have: dict, table, source_id: int) -> Match | None:
     """How `want` reads from the released `have`, or None when it cannot."""
     columns = table.dataset.columns
-    if not plain(have) or want["dataset"] != have["dataset"] or \
+    if not V.plain(have) or want["dataset"] != have["dataset"] or \
             want.get("derived") != have.get("derived") or \
             not all(columns[c].is_public_key for c in have["group_by"]) or \
             not set(want["group_by"]) <= set(have["group_by"]):
@@ -175,7 +167,7 @@ def _match(want: dict, have: dict, table, source_id: int) -> Match | None:
         if source is None:
             return None
         pairs.append((agg["alias"], source[0], agg["kind"], source[1]))
-    same = not filters and not dropped and plain(want) and all(p[3] is None for p in pairs)
+    same = not filters and not dropped and V.plain(want) and all(p[3] is None for p in pairs)
     return Match(source_id, filters, list(want["group_by"]), pairs, same)
 
 
@@ -250,7 +242,7 @@ def _derive(answer: dict, match: Match, plan, describe) -> dict | None:
     noise = {}
     for alias, src, kind, part in match.aggregates:
         info = next(a for a in answer["aggregates"] if a["alias"] == src)
-        limit = limit_for(plan, alias, match.rephrased)
+        limit = V.limit_for(plan, alias, match.rephrased)
         got = _from_part(cells, alias, info, kind, part, limit, plan) if part else \
             _from_cells(cells, alias, info, kind, limit, plan, match.rephrased)
         if got is None:
@@ -259,7 +251,7 @@ def _derive(answer: dict, match: Match, plan, describe) -> dict | None:
         for row, v in zip(out_rows, values):
             row.update(v)
     rows = postprocess.finish(out_rows, plan.request.query)
-    return answer_of(rows, [match.source_id], _note(match.source_id, cells.k), noise,
+    return V.answer_of(rows, [match.source_id], _note(match.source_id, cells.k), noise,
                      plan, describe)
 
 
@@ -272,19 +264,19 @@ def _from_cells(cells: Cells, alias: str, info: dict, kind: str, limit, plan,
         if held is None:
             return None
         if same_level:  # the held cells as they are, or nothing
-            return ([_copied(alias, src, g[0]) for g in cells.groups], (info["noise"], held)) \
+            return ([V.copied(alias, src, g[0]) for g in cells.groups], (info["noise"], held)) \
                 if limit(held) else None
-        laws = laws_of(info["noise"], {sp.stat.column: sp for sp in plan.stats}, alias)
+        laws = V.laws_of(info["noise"], {sp.stat.column: sp for sp in plan.stats}, alias)
         width = intervals.sum_halfwidth(laws["value"], cells.k, plan.request.confidence)
         if not limit(width):
             return None
         positive = _non_negative(plan, kind, alias)
-        values = [_summed(alias, [released(c, src, held, positive) for c in g], held, width,
+        values = [V.summed(alias, [V.released(c, src, held, positive) for c in g], held, width,
                           positive) for g in cells.groups]
         return values, (info["noise"], width)
-    laws = laws_of(info["noise"], {sp.stat.column: sp for sp in plan.stats}, alias)
-    if same_level and _copy_ok(kind, laws, plan, alias, limit, rephrased):
-        return [_copied(alias, src, g[0]) for g in cells.groups], (info["noise"], None)
+    laws = V.laws_of(info["noise"], {sp.stat.column: sp for sp in plan.stats}, alias)
+    if same_level and V.copy_ok(kind, laws, plan, alias, limit, rephrased):
+        return [V.copied(alias, src, g[0]) for g in cells.groups], (info["noise"], None)
     return None
 
 
@@ -297,108 +289,13 @@ def _from_part(cells: Cells, alias: str, info: dict, kind: str, part: str, limit
     if cells.parts is None or (cells.k > 1 and kind not in ADDITIVE):
         return None
     entry = next(e for e in info["noise"] if e["statistic"] == part)
-    width = intervals.sum_halfwidth(law(entry, 1.0), cells.k, plan.request.confidence)
+    width = intervals.sum_halfwidth(V.law(entry, 1.0), cells.k, plan.request.confidence)
     column = f"{info['alias']}.{part}"
     values = [[cells.parts.get(cells.key(r), {}).get(column) for r in g] for g in cells.groups]
     if not limit(width) or any(v is None for g in values for v in g):
         return None
-    return ([_summed(alias, g, 0.0, width, True) for g in values],
+    return ([V.summed(alias, g, 0.0, width, True) for g in values],
             ([{**entry, "statistic": "value"}], width))
-
-
-def _copied(alias: str, src: str, cell: dict) -> dict:
-    return {alias: cell[src], f"{alias}_ci_low": cell[f"{src}_ci_low"],
-            f"{alias}_ci_high": cell[f"{src}_ci_high"]}
-
-
-def laws_of(entries: list, fresh: dict, alias: str) -> dict:
-    """The released statistics' noise laws by role (units from the fresh plan's statistics)."""
-    laws = {}
-    for e in entries:
-        column = alias if e["statistic"] == "value" else f"{alias}.{e['statistic']}"
-        laws[e["statistic"]] = law(e, fresh[column].stat.unit)
-    return laws
-
-
-def law(entry: dict, unit: float) -> intervals.Noise:
-    """One released statistic's noise law from its public description in an answer."""
-    return intervals.Noise("Gaussian" in entry["mechanism"],
-                           entry["scale"] * (1 + 1e-5),  # shown to 6 digits: round up
-                           unit if entry["mechanism"].startswith("Integer") else None)
-
-
-def limit_for(plan, alias: str, strictly: bool = False):
-    """Whether a derived half-width is accurate enough for `alias`.
-
-    The request's accuracy target, for the aggregate it names, or else a fresh
-    answer's half-width at the planned spend. A rephrasing of the same cells
-    (e.g. a new alias) is derived only when strictly more accurate than a
-    fresh answer: as before, a merely rephrased query is a new query, charged.
-    """
-    budget = plan.request.budget
-    assumed = getattr(budget, "assumed_group_size", None)
-    fresh = planner.expected_halfwidth(plan, alias, assumed)
-    if strictly:
-        return lambda width: width is not None and width < fresh * (1 - 1e-4)
-    bound = fresh * (1 + ROUNDING)
-    if isinstance(budget, AccuracyTarget) and \
-            (budget.aggregate or plan.request.query.aggregates[0].alias) == alias:
-        bound = max(bound, budget.within)
-    return lambda width: width is not None and width <= bound
-
-
-def _copy_ok(kind: str, laws: dict, plan, alias: str, limit, strictly: bool) -> bool:
-    """Copied cells of a ratio: the half-width the released laws give for groups of the
-    request's size is accurate enough; of other kinds (quantiles, spreads): every
-    released part's scale is no larger than the fresh one's."""
-    if kind in planner.RATIOS:
-        return limit(ratio_width(laws["num"], laws["den"], plan, alias))
-    fresh = {sp.stat.role: sp for sp in plan.stats if sp.stat.aggregate == alias}
-    for role, law in laws.items():
-        sp = fresh[role]
-        if law.gaussian != ("Gaussian" in sp.distribution):
-            return False
-        if not (law.scale < sp.scale * (1 - 1e-4) if strictly
-                else law.scale <= sp.scale * (1 + ROUNDING)):
-            return False
-    return True
-
-
-def ratio_width(num: intervals.Noise, den: intervals.Noise, plan, alias: str,
-                centre: float | None = None) -> float:
-    """The half-width a ratio's interval has under these released laws, for groups of
-    the size the request assumes (as planner.expected_halfwidth for a fresh answer).
-    `centre`: what the numerator's values were summed minus (default: the fresh plan's)."""
-    agg = next(a for a in plan.request.query.aggregates if a.alias == alias)
-    size = planner.group_size(agg.kind, getattr(plan.request.budget, "assumed_group_size", None))
-    magnitude = 1.0
-    if agg.kind == "avg":
-        if centre is None:
-            centre = next(sp for sp in plan.stats if sp.stat.column == f"{alias}.num").stat.center
-        col = plan.table.column(agg.column)
-        magnitude = max(abs(col.lower - centre), abs(col.upper - centre))
-    return intervals.expected_halfwidth(num, den, magnitude, size, plan.request.confidence)
-
-
-def released(cell: dict, src: str, held: float, non_negative: bool) -> float | None:
-    """A cell's released (unclipped) value: one shown as 0 was clipped after the noise
-    and is read back from its interval; None when the whole interval was clipped (the
-    draw was below −half-width: only an upper bound is known)."""
-    value, high = cell[src], cell[f"{src}_ci_high"]
-    if not non_negative or value > 0:
-        return value
-    return high - held if high > 0 else None
-
-
-def _summed(alias: str, values: list, held: float, width: float, non_negative: bool) -> dict:
-    """Σ of released cells ± the sum's half-width. A cell whose whole interval was
-    clipped (None) counts as −half-width (its draw was lower) and leaves the low end at 0."""
-    total = sum(-held if v is None else v for v in values)
-    censored = None in values
-    low, high = total - width, total + width
-    if non_negative:
-        total, low, high = max(total, 0.0), 0.0 if censored else max(low, 0.0), max(high, 0.0)
-    return {alias: total, f"{alias}_ci_low": low, f"{alias}_ci_high": high}
 
 
 def _non_negative(plan, kind: str, alias: str) -> bool:
@@ -414,19 +311,3 @@ def _note(source_id: int, k: int) -> str:
                f"{k} independent noises" if k > 1 else ": its cells, selected"))
 
 
-def answer_of(rows: list, sources: list, note: str, noise: dict, plan, describe) -> dict:
-    """A derived answer: the fresh plan's description, zero cost, the released noise laws
-    per aggregate (noise[alias] = (entries, half-width or None)), `derived_from`."""
-    answer = {"rows": rows, **describe(plan)}
-    answer["cost"] = amount_json(spend_amount(plan.measure, 0))
-    for info in answer["aggregates"]:
-        entries, width = noise[info["alias"]]
-        info["spend"] = answer["cost"]
-        info["noise"] = entries
-        if width is not None:
-            info["expected_halfwidth"] = width
-    answer["derived_from"] = sources
-    answer["notes"] = answer["notes"] + [
-        note + ". Values estimate the held queries' contribution-bounded values. Send "
-        "\"derive\": false to pay for a fresh answer instead."]
-    return answer

@@ -13,7 +13,7 @@ public configuration. Which answers are used, and whether the result is
 accurate enough, depends on the queries and on the released noise laws only.
 
 The released values are clipped at 0 (counts, sums of non-negative values):
-a clipped cell's draw is read back from its interval (derive.released); a
+a clipped cell's draw is read back from its interval (derive_values.released); a
 cell whose whole interval was clipped is not known well enough for a ratio,
 so that group gets the whole clamp range and no value.
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 
-from dpquery import derive
+from dpquery import derive_values as V
 from dpquery.engine import intervals, postprocess
 
 
@@ -57,7 +57,7 @@ def _source(want: dict, held: list, wanted) -> tuple | None:
     """(held answer, its aggregate's alias): same grouping and WHERE, no post-processing."""
     for h in held:
         have = h.request["query"]
-        if not derive.plain(have) or have["dataset"] != want["dataset"] or \
+        if not V.plain(have) or have["dataset"] != want["dataset"] or \
                 set(have["group_by"]) != set(want["group_by"]) or have["where"] != want["where"]:
             continue
         alias = next((a["alias"] for a in have["aggregates"] if wanted(a)), None)
@@ -74,9 +74,9 @@ def _answer(want: dict, found: dict, plan, describe) -> dict | None:
     for alias, ((sum_h, s), (count_h, c)) in found.items():
         num_entry, den_entry = _entry(sum_h.answer, s), _entry(count_h.answer, c)
         unit = next(sp for sp in plan.stats if sp.stat.column == f"{alias}.num").stat.unit
-        num, den = derive.law(num_entry, unit), derive.law(den_entry, 1.0)
-        width = derive.ratio_width(num, den, plan, alias, centre=0.0)
-        if not derive.limit_for(plan, alias)(width):
+        num, den = V.law(num_entry, unit), V.law(den_entry, 1.0)
+        width = V.ratio_width(num, den, plan, alias, centre=0.0)
+        if not V.limit_for(plan, alias)(width):
             return None
         cells = _cells(plan, alias, by, (sum_h.answer, s), (count_h.answer, c), num, den)
         if out is None:
@@ -92,7 +92,7 @@ def _answer(want: dict, found: dict, plan, describe) -> dict | None:
             "released SUM over the released COUNT(*) of its group, and its interval is the "
             "ratio interval of the two released noises")
     rows = postprocess.finish(out, plan.request.query)
-    return derive.answer_of(rows, ids, note, noise, plan, describe)
+    return V.answer_of(rows, ids, note, noise, plan, describe)
 
 
 def _entry(answer: dict, alias: str) -> dict:
@@ -109,8 +109,8 @@ def _cells(plan, alias: str, by: list, sums: tuple, counts: tuple, num, den) -> 
     keys, nums, dens = [], [], []
     for row in sum_answer["rows"]:
         key = tuple(row[k] for k in by)
-        n = derive.released(row, s, _held_width(sum_answer, s), col.lower >= 0)
-        d = derive.released(count_rows[key], c, _held_width(count_answer, c), True)
+        n = V.released(row, s, _held_width(sum_answer, s), col.lower >= 0)
+        d = V.released(count_rows[key], c, _held_width(count_answer, c), True)
         keys.append(key)
         nums.append(math.nan if n is None else n)
         dens.append(math.nan if d is None else d)

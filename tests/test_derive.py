@@ -5,7 +5,7 @@ import pytest
 
 from budget.amounts import Amount
 from budget.ledger import Ledger
-from dpquery import derive
+from dpquery import derive, derive_values
 from dpquery.engine import intervals
 from dpquery.errors import InvalidRequest
 from dpquery.service import Service
@@ -117,7 +117,7 @@ RATE_FILTERED = ("SELECT region, PURCHASE_RATE(category = 'snacks') AS r FROM pu
 
 def free(svc, pid, body):
     """Run `body`; check it was derived at no cost and recorded as a zero-cost entry."""
-    spent, left = svc.ledger.spent(pid, "purchases"), None
+    spent = svc.ledger.spent(pid, "purchases")
     out = svc.run(pid, body)
     assert out.get("derived_from"), "expected a derived answer"
     assert svc.ledger.spent(pid, "purchases") == spent and out["charged"]["epsilon"] == "0"
@@ -177,7 +177,7 @@ def test_order_by_limit_and_having_on_a_held_table_are_derived(svc):
 
 def _released_sum(answer, alias, rows):
     width = held_width(answer, alias)
-    values = [derive.released(r, alias, width, True) for r in rows]
+    values = [derive_values.released(r, alias, width, True) for r in rows]
     return sum(-width if v is None else v for v in values)  # whole interval clipped: −width
 
 
@@ -215,8 +215,8 @@ def test_avg_from_a_held_sum_and_count_is_their_ratio_with_a_ratio_interval(svc)
     by_region = {r["region"]: r for r in counts["rows"]}
     for row, s in zip(out["rows"], sums["rows"]):
         c = by_region[s["region"]]
-        n = derive.released(s, "s", held_width(sums, "s"), True)
-        d = derive.released(c, "c", held_width(counts, "c"), True)
+        n = derive_values.released(s, "s", held_width(sums, "s"), True)
+        d = derive_values.released(c, "c", held_width(counts, "c"), True)
         (value, low, high), = intervals.ratio_intervals([n], [d], num, den, (0.0, 100.0), 0.95)
         assert (row["a"], row["a_ci_low"], row["a_ci_high"]) == (value, low, high)
         if d > 0:  # else no value, and the whole clamp range

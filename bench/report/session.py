@@ -1,6 +1,8 @@
 """Budget efficiency: a scripted analyst session, accounted per system.
 
 No data is read and no noise is drawn here: this is accounting.
+bench/bench_session.py runs the same session on the real service instead
+(Service.run, the ledger, derived answers) and counts what it answers.
 
 * The session (``make_session``) is a seeded sequence of SQL queries an
   analyst might send: new queries, exact repeats of a recent query, the last
