@@ -274,10 +274,16 @@ def _from_cells(cells: Cells, alias: str, info: dict, kind: str, limit, plan,
         values = [V.summed(alias, [V.released(c, src, held, positive) for c in g], held, width,
                           positive) for g in cells.groups]
         return values, (info["noise"], width)
+    if not same_level:
+        return None
     laws = V.laws_of(info["noise"], {sp.stat.column: sp for sp in plan.stats}, alias)
-    if same_level and V.copy_ok(kind, laws, plan, alias, limit, rephrased):
-        return [V.copied(alias, src, g[0]) for g in cells.groups], (info["noise"], None)
-    return None
+    if kind in planner.RATIOS:  # the half-width the released laws give, shown in the answer
+        width = V.ratio_width(laws["num"], laws["den"], plan, alias)
+        ok = limit(width)
+    else:
+        width, ok = None, V.scales_ok(laws, plan, alias, rephrased)
+    return ([V.copied(alias, src, g[0]) for g in cells.groups], (info["noise"], width)) \
+        if ok else None
 
 
 def _from_part(cells: Cells, alias: str, info: dict, kind: str, part: str, limit,

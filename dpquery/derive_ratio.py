@@ -84,7 +84,7 @@ def _answer(want: dict, found: dict, plan, describe) -> dict | None:
         for row, values in zip(out, cells.values()):
             row.update(values)
         noise[alias] = ([{**num_entry, "statistic": "num"}, {**den_entry, "statistic": "den"}],
-                        None)
+                        width)
         ids += [sum_h.id, count_h.id]
     ids = sorted(set(ids))
     note = (f"Derived at no cost from quer{'ies' if len(ids) > 1 else 'y'} "

@@ -62,12 +62,9 @@ def limit_for(plan, alias: str, strictly: bool = False):
     return lambda width: width is not None and width <= bound
 
 
-def copy_ok(kind: str, laws: dict, plan, alias: str, limit, strictly: bool) -> bool:
-    """Copied cells of a ratio: the half-width the released laws give for groups of the
-    request's size is accurate enough; of other kinds (quantiles, spreads): every
-    released part's scale is no larger than the fresh one's."""
-    if kind in planner.RATIOS:
-        return limit(ratio_width(laws["num"], laws["den"], plan, alias))
+def scales_ok(laws: dict, plan, alias: str, strictly: bool) -> bool:
+    """Copied cells of kinds without a promised half-width (quantiles, spreads): every
+    released part has the fresh plan's law family and a scale no larger."""
     fresh = {sp.stat.role: sp for sp in plan.stats if sp.stat.aggregate == alias}
     for role, law in laws.items():
         sp = fresh[role]

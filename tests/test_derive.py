@@ -157,6 +157,7 @@ def test_a_filtered_ratio_copies_cells_when_they_meet_the_target(svc):
     fine = svc.run(a, {"sql": RATE_FINE, "epsilon": 1})
     promised = held_width(svc.preview({"sql": RATE_FILTERED, "epsilon": 1}), "r")
     out = free(svc, a, {"sql": RATE_FILTERED, "accuracy": {"within": promised * 1.01}})
+    assert promised * 0.99 <= held_width(out, "r") <= promised * 1.01  # the held laws' width
     cells = {r["region"]: (r["r"], r["r_ci_low"], r["r_ci_high"])
              for r in fine["rows"] if r["age_band"] == "25-34"}
     assert {r["region"]: (r["r"], r["r_ci_low"], r["r_ci_high"]) for r in out["rows"]} == cells
@@ -208,6 +209,8 @@ def test_avg_from_a_held_sum_and_count_is_their_ratio_with_a_ratio_interval(svc)
     counts = svc.run(pid, {"sql": "SELECT region, COUNT(*) AS c FROM purchases GROUP BY region",
                            "epsilon": 0.2})
     out = free(svc, pid, {"sql": AVG, "epsilon": 0.1})
+    fresh = held_width(svc.preview({"sql": AVG, "epsilon": 0.1}), "a")  # None: no useful bound
+    assert 0 < held_width(out, "a") < (fresh or float("inf"))
     assert out["derived_from"] == [sums["query_id"], counts["query_id"]]
     entries = {a["alias"]: a["noise"][0] for a in (*sums["aggregates"], *counts["aggregates"])}
     num = intervals.Noise(False, entries["s"]["scale"] * (1 + 1e-5), 0.01)
