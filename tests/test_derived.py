@@ -137,6 +137,17 @@ def test_bounds_and_values_come_from_configuration(expr, bounds, domain):
     assert info.bounds == pytest.approx(bounds) and info.domain == domain
 
 
+@pytest.mark.parametrize("expr,column", [
+    (Case(((Compare("year", ">", 2020), Col("amount")),), Lit(0)), "amount"),
+    (Func("COALESCE", (Col("amount"), Lit(0))), "amount"),
+    (Case(((Compare("year", ">", 2020), Col("amount")),), Lit(1)), None),  # 1 is not a 0
+    (Case(((Compare("year", ">", 2020), Col("amount")),), Col("year")), None),  # two columns
+    (Arith("*", Col("amount"), Lit(2)), None),
+])
+def test_a_selection_of_one_column_is_recognised(expr, column):
+    assert derived_bounds.selected(expr) == column
+
+
 def test_round_halves_away_from_zero_as_the_engines_do():
     assert [derived_bounds.round_half_away(x) for x in (0.5, 1.5, 2.5, -0.5, -2.5)] == \
         [1, 2, 3, -1, -3]

@@ -148,6 +148,36 @@ def _func(node: Func, args: list[Info], lookup) -> Info:
     return _checked("int", low, high, domain)
 
 
+def selected(expr) -> str | None:
+    """The column an expression only selects: every value it can take is that column
+    (as stored, clamped) or 0, e.g. CASE WHEN c THEN amount ELSE 0 END. None otherwise."""
+    leaves, stack = [], [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Case):
+            stack += [v for _c, v in node.whens] + [node.default]
+        elif isinstance(node, Func) and node.name == "COALESCE":  # never NULL: its first
+            stack.append(node.args[0])
+        else:
+            leaves.append(node)
+    names = {n.name for n in leaves if isinstance(n, Col)}
+    zeros = all(isinstance(n, Col) or isinstance(n, Lit) and not isinstance(n.value, str)
+                and n.value == 0 for n in leaves)
+    return names.pop() if len(names) == 1 and zeros else None
+
+
+def replace_column(expr, by):
+    """`expr` with every value leaf that is a column replaced by `by` (for `selected`)."""
+    if isinstance(expr, Col):
+        return by
+    if isinstance(expr, Case):
+        return Case(tuple((c, replace_column(v, by)) for c, v in expr.whens),
+                    replace_column(expr.default, by))
+    if isinstance(expr, Func) and expr.name == "COALESCE":
+        return replace_column(expr.args[0], by)
+    return expr
+
+
 def round_half_away(x) -> int:
     """ROUND(x) as the engines compute it: halves away from zero."""
     return int(math.copysign(math.floor(abs(x) + 0.5), x))

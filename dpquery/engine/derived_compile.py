@@ -15,6 +15,7 @@ aggregates of every engine stay identical (tests/test_derived_engines.py):
 Polars materialises them with `with_columns` on the table's LazyFrame, one
 stage per column in definition order; SQL engines read
 `SELECT *, <expr> AS name, ... FROM <prepared parts>` in place of the parts.
+derived_table.py decides which columns (values, and integer units for sums).
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from dpquery.engine import frames
 from dpquery.engine.derived import Arith, Case, Col, Func, Lit, Truth
 from dpquery.engine.derived_bounds import column_bounds
 from dpquery.engine.engines import sqlplan
-from dpquery.engine.prepare import units_column
 
 DTYPES = {"string": pl.String, "int": pl.Int64, "float": pl.Float64}
 SQL_TYPES = {"string": "VARCHAR", "int": "BIGINT", "float": "DOUBLE"}
@@ -34,13 +34,11 @@ SQL_TYPES = {"string": "VARCHAR", "int": "BIGINT", "float": "DOUBLE"}
 # -- polars -------------------------------------------------------------------------
 
 def polars_frame(frame: pl.LazyFrame, derived: tuple, columns: dict, types: dict) -> pl.LazyFrame:
-    """`frame` with every derived column (and an int's units column) appended, in order."""
+    """`frame` with every derived column appended, one stage each, in order (a column may
+    read the ones before it)."""
     for d in derived:
-        value = to_polars(d.expr, columns).cast(DTYPES[types[d.name]]).alias(d.name)
-        extra = [pl.col(d.name).alias(units_column(d.name))] if types[d.name] == "int" else []
-        frame = frame.with_columns(value)
-        if extra:
-            frame = frame.with_columns(extra)
+        frame = frame.with_columns(to_polars(d.expr, columns).cast(DTYPES[types[d.name]])
+                                   .alias(d.name))
     return frame
 
 
@@ -128,8 +126,6 @@ def sql_source(source: exp.Expression, derived: tuple, columns: dict, types: dic
         value = _inline(to_sql(d.expr, columns), inlined)
         inlined[d.name] = exp.Cast(this=value, to=exp.DataType.build(SQL_TYPES[types[d.name]]))
     items = [exp.alias_(inlined[d.name].copy(), d.name, quoted=True) for d in derived]
-    items += [exp.alias_(inlined[d.name].copy(), units_column(d.name), quoted=True)
-              for d in derived if types[d.name] == "int"]
     select = exp.select(exp.Star(), *items).from_(source)
     return exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier("derived_rows")))
 

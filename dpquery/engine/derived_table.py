@@ -34,7 +34,7 @@ import math
 from dpquery.config import Column
 from dpquery.engine import catalog
 from dpquery.engine import derived_bounds, derived_compile
-from dpquery.engine.derived import all_conditions, columns as expr_columns
+from dpquery.engine.derived import Col, Derived, all_conditions, columns as expr_columns
 from dpquery.engine.prepare import units_column
 from dpquery.errors import InvalidQuery, PolicyViolation
 
@@ -50,22 +50,38 @@ def extend(table, query):
         _check_reads(ds, cols, infos, d)
         info = derived_bounds.analyse(d.expr, lambda n: _info(cols, infos, n))
         infos[d.name] = info
-        grouped = d.name in query.group_by
-        if grouped:
+        if d.name in query.group_by:
             _check_groupable(ds, d.name, info)
         cols[d.name] = _column(ds, cols, d, info)
         for cond in all_conditions(d.expr):
             catalog._check_predicate(dataclasses.replace(ds, columns=cols), cond)
-    extended = dataclasses.replace(ds, columns=cols)
-    types = {d.name: infos[d.name].type for d in query.derived}
-    schema = dict(table.schema)
-    for d in query.derived:
-        schema[d.name] = derived_compile.DTYPES[types[d.name]]
-        if types[d.name] == "int":
-            schema[units_column(d.name)] = derived_compile.DTYPES["int"]
-    frame = derived_compile.polars_frame(table.frame, query.derived, ds.columns, types)
-    return dataclasses.replace(table, dataset=extended, frame=frame, schema=schema,
-                               derived=tuple(query.derived), derived_types=types)
+    added, types = _materialised(query.derived, infos, cols)
+    schema = {**table.schema, **{d.name: derived_compile.DTYPES[types[d.name]] for d in added}}
+    frame = derived_compile.polars_frame(table.frame, added, ds.columns, types)
+    return dataclasses.replace(table, dataset=dataclasses.replace(ds, columns=cols), frame=frame,
+                               schema=schema, derived=added, derived_types=types)
+
+
+def _materialised(derived: tuple, infos: dict, cols: dict) -> tuple[tuple, dict]:
+    """The columns to compute on each row: every derived column, then the hidden integer
+    units column sums read (mechanisms.summable) for those with a `resolution`."""
+    added, types = list(derived), {d.name: infos[d.name].type for d in derived}
+    for d in derived:
+        units = _units_expr(d, cols[d.name])
+        if units is not None:
+            added.append(Derived(units_column(d.name), units))
+            types[units_column(d.name)] = "int"
+    return tuple(added), types
+
+
+def _units_expr(d, col: Column):
+    """Whole numbers: the value itself. A selection of a column with a resolution (CASE
+    WHEN ... THEN amount ELSE 0 END): the same selection of that column's units."""
+    if col.resolution is None:
+        return None
+    if col.type == "int":
+        return Col(d.name)
+    return derived_bounds.replace_column(d.expr, Col(units_column(derived_bounds.selected(d.expr))))
 
 
 def _check_name(ds, name: str) -> None:
@@ -110,12 +126,26 @@ def _check_groupable(ds, name: str, info) -> None:
 
 
 def _column(ds, cols: dict, d, info) -> Column:
-    """The derived column as configuration: public values, clamp bounds, groups per customer."""
+    """The derived column as configuration: public values, clamp bounds, groups per customer.
+
+    A selection of one column (every value is that column or 0, e.g. CASE WHEN ...
+    THEN amount ELSE 0 END) keeps the column's `resolution` (exact integer sums)
+    and, for a column that is never negative, its `customer_total_upper`: each
+    row's value lies between 0 and the column's, so a customer's total does too.
+    That clamp is applied by the aggregation (like every bound here), so it
+    shapes accuracy only.
+    """
     listed = info.domain is not None and len(info.domain) <= ds.max_groups and \
         info.type != "float"
     lo, hi = info.bounds if info.bounds is not None else (None, None)
+    source = cols.get(derived_bounds.selected(d.expr) or "")
+    resolution = 1.0 if info.type == "int" else None
+    total = None
+    if source is not None and source.is_numeric and source.lower is not None:
+        resolution = source.resolution or resolution
+        total = source.customer_total_upper if source.lower >= 0 else None
     return Column(d.name, info.type, values=tuple(info.domain) if listed else None,
-                  lower=lo, upper=hi, resolution=1.0 if info.type == "int" else None,
+                  lower=lo, upper=hi, resolution=resolution, customer_total_upper=total,
                   groups_per_customer=_groups_per_customer(ds, cols, d, info) if listed else None)
 
 
