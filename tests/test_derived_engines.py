@@ -178,3 +178,39 @@ def test_the_service_charges_once_and_refuses_for_free(settings):
         assert ledger.spent(pid, "purchases").epsilon == Amount(epsilon=0.25).epsilon
     finally:
         ledger.close()
+
+
+def test_no_data_value_makes_an_expression_fail_or_differ(tmp_path):
+    """NaN, infinities and values far outside the configured bounds: every expression is
+    computed from clamped inputs, so no engine fails (a data-dependent error would leak)
+    and both compute the same bounded aggregates."""
+    from dpquery import config
+    odd = [float("nan"), float("inf"), -float("inf"), 1e308, -5.0, 500.0, 0.0, 45.5]
+    n = 400
+    pl.DataFrame({
+        "member_no": [i % 40 for i in range(n)], "consented": [True] * n,
+        "club": [["North", "South", "East"][i % 3] for i in range(n)],
+        "dept": [["pool", "weights", "yoga"][i % 3] for i in range(n)],
+        "season": [2023 + i % 2 for i in range(n)],
+        "minutes": [odd[i % len(odd)] for i in range(n)],
+    }).write_parquet(tmp_path / "odd.parquet")
+    minutes = {k: v for k, v in GYM["columns"]["minutes"].items() if k != "resolution"}
+    odd_gym = {**GYM, "path": str(tmp_path / "odd.parquet"),  # prepare cannot take NaN to units
+               "columns": {**GYM["columns"], "minutes": minutes}}
+    raw = {"ledger": {"path": str(tmp_path / "ledger.db")}, "datasets": {"gym_visits": odd_gym}}
+    settings = config.from_dict(raw, base=tmp_path)
+    gym_table = catalog.open_table(settings.datasets["gym_visits"], tmp_path / "prep",
+                                   settings.engine)
+    for sql in ["SELECT FLOOR(minutes / 30) * 30 AS b, COUNT(*) AS n, SUM(ROUND(minutes)) AS s "
+                "FROM gym_visits GROUP BY b",
+                "SELECT club, SUM(CASE WHEN minutes / (season - 2022) > 60 THEN 1 ELSE 0 END) AS "
+                "long, COUNT(*) AS n FROM gym_visits WHERE CEIL(minutes) BETWEEN 0 AND 180 "
+                "GROUP BY club",
+                "SELECT SUM(CASE WHEN dept = 'yoga' THEN minutes ELSE 0 END) AS yoga, "
+                "AVG(LEAST(minutes, 90)) AS a FROM gym_visits"]:
+        request = parse_body({"sql": sql, "epsilon": 1.0}, datasets=settings.datasets)
+        extended = catalog.check_query(request.query, {"gym_visits": gym_table})
+        plan = planner.build(request, extended)
+        for part in filter(None, plan.bounded):  # a fractional sum runs on the reference only
+            assert exact("polars", extended, part).equals(exact("duckdb", extended, part)), sql
+        assert execute.answer_rows(plan, execute.release(plan))
