@@ -78,6 +78,11 @@ BOUNDS_SPEC = {
     "rows_per_customer": (int, REQUIRED, "rows one customer may contribute to a query"),
     "groups_per_customer": (int, REQUIRED, "default per-column bound for columns without "
                             "public values (private key selection)"),
+    "auto": (bool, False, "queries may ask for \"bounds\": \"auto\": the rows-per-customer "
+             "bound chosen per query from a private histogram (engine/autobound.py)"),
+    "auto_max_rows_per_customer": (int, None, "public largest bound `auto` may choose "
+                                   "(required with auto = true)"),
+    "auto_share": (float, 0.1, "share of an auto query's spend that chooses its bound"),
 }
 POLICY_SPEC = {
     "excluded_columns": (list, [], "columns that can never be queried"),
@@ -146,15 +151,15 @@ class Dataset:
     category_column: str | None
     excluded_categories: tuple[str, ...]
     columns: dict[str, Column] = field(default_factory=dict)
+    auto_bounds: bool = False  # bounds.auto: a query may ask for its row bound to be chosen
+    auto_max_rows_per_customer: int | None = None
+    auto_share: float = 0.1
+    example_sql: str | None = None
 
 
 @dataclass(frozen=True)
 class Settings:
     server: dict[str, Any]
-    auto_bounds: bool = False  # bounds.auto: a query may ask for its row bound to be chosen
-    auto_max_rows_per_customer: int | None = None
-    auto_share: float = 0.1
-    example_sql: str | None = None
     ledger_path: Path
     demo: dict[str, Any]
     datasets: dict[str, Dataset]
@@ -211,6 +216,7 @@ def _dataset(name: str, raw: Any, base: Path) -> Dataset:
     top = {k: v for k, v in raw.items() if k not in ("bounds", "policy", "columns")}
     values = _section(top, DATASET_SPEC, where)
     bounds = _section(_table(raw, "bounds", where), BOUNDS_SPEC, f"{where}.bounds")
+    bounds["auto_bounds"] = bounds.pop("auto")
     policy = _section(_table(raw, "policy", where), POLICY_SPEC, f"{where}.policy")
     columns = {c: _column(c, body, f"{where}.columns.{c}")
                for c, body in _table(raw, "columns", where).items()}
@@ -270,9 +276,27 @@ def _check_dataset(ds: Dataset, where: str) -> None:
         raise ConfigError(f"{where}.max_rows ({ds.max_rows}) is below bounds.rows_per_customer "
                           f"({ds.rows_per_customer}); OpenDP would then take a group's change "
                           "from max_rows, which undercounts it (opendp/opendp#2945)")
+    _check_auto_bounds(ds, where)
     if ds.privacy_unit not in ds.excluded_columns:
         raise ConfigError(f"{where}.policy.excluded_columns must include the privacy unit "
                           f"{ds.privacy_unit!r}: it can never be queried directly")
+
+
+def _check_auto_bounds(ds: Dataset, where: str) -> None:
+    """bounds.auto needs a public largest bound the table's max_rows covers, and a share."""
+    top = ds.auto_max_rows_per_customer
+    if not 0 < ds.auto_share < 1:
+        raise ConfigError(f"{where}.bounds.auto_share: expected a number between 0 and 1 "
+                          f"(e.g. 0.1), got {ds.auto_share!r}")
+    if not ds.auto_bounds:
+        return
+    if top is None:
+        raise ConfigError(f"{where}.bounds.auto = true needs bounds.auto_max_rows_per_customer: "
+                          "the largest rows-per-customer bound a query may be given (public)")
+    if not ds.rows_per_customer <= top <= ds.max_rows:
+        raise ConfigError(f"{where}.bounds.auto_max_rows_per_customer: expected a whole number "
+                          f"from bounds.rows_per_customer ({ds.rows_per_customer}) to max_rows "
+                          f"({ds.max_rows}), got {top}")
 
 
 def _check_engine(name: str, where: str) -> None:

@@ -3,6 +3,9 @@
 A query's spend (ε, or ρ on zCDP datasets) is divided like this:
 
 1. With `"bounding_report": true`, 1/10 of it goes to the bounding report.
+   With `"bounds": "auto"`, the dataset's `auto_share` (1/10 by default) goes
+   first to choosing the row bound (engine/autobound.py); auto queries take
+   no bounding report.
 2. With private key selection, 1/5 of the rest goes to the thresholded count
    that chooses the keys (plus the dataset's δ).
 3. The rest is divided among the aggregates in proportion to their weights
@@ -32,6 +35,8 @@ def exact_cost(plan) -> Fraction:
 def aggregate_shares(plan) -> dict[str, Fraction]:
     """Each aggregate's exact share of the plan's cost, by alias."""
     rest = exact_cost(plan)
+    if plan.request.auto_bounds:  # stage 1 of "bounds": "auto" (engine/autobound.py)
+        rest -= rest * exact(plan.table.dataset.auto_share)
     if plan.request.bounding_report:
         rest -= rest * exact(planner.REPORT_SHARE)
     if plan.private_keys:

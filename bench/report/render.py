@@ -118,6 +118,9 @@ def markdown(report: dict, plot_dir: Path) -> str:
     w("Engines at 10M-100M rows (DuckDB, the OpenDP reference, plain DuckDB), bounding "
       "once per data version: [BENCHMARKS-engines.md](BENCHMARKS-engines.md), from "
       "`bench/bench_engines.py --write`.\n")
+    w("Bounds chosen per query (`\"bounds\": \"auto\"`), error against the exact answer "
+      "next to the configured bound: [BENCHMARKS-autobound.md](BENCHMARKS-autobound.md), from "
+      "`bench/bench_autobound.py --write`.\n")
     w(f"Runtime of that command: **{info['runtime_s'] / 60:.1f} min**. "
       f"Data: `bench/make_data.py` demo purchases, "
       + ", ".join(f"{s} = {n:,} rows" for s, n in info["rows"].items()) + ".\n")

@@ -317,6 +317,7 @@ class Request:
     confidence: float = 0.95
     extras: dict = field(default_factory=dict, compare=False, hash=False)
     bounding_report: bool = False  # also estimate the share of customers truncated
+    auto_bounds: bool = False  # "bounds": "auto": the row bound chosen per query (autobound.py)
 
     def __post_init__(self):
         if not (_finite(self.confidence) and 0.5 <= self.confidence < 1):
@@ -329,6 +330,8 @@ def canonical(request: Request) -> str:
             "confidence": request.confidence}
     if request.bounding_report:
         body["bounding_report"] = True
+    if request.auto_bounds:
+        body["bounds"] = "auto"
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 

@@ -81,6 +81,8 @@ QUERY_BODY = {
         "purpose": {"type": "string", "description": "one of the partner's approved purposes"},
         "bounding_report": {"type": "boolean", "description": "also estimate the share of "
                             "customers the row bound cuts, with 10% of the spend"},
+        "bounds": {"enum": ["auto"], "description": "the rows-per-customer bound chosen for "
+                   "this query from a noisy histogram (datasets with bounds.auto = true)"},
         "derive": {"type": "boolean", "description": "false: always a fresh (charged) answer, "
                    "never one derived for free from answers already held (default true)"},
         "dataset": STRING},
@@ -113,7 +115,9 @@ STORED = {"allOf": [PREVIEW, {
         "derived_from": {"type": "array", "items": {"type": "integer"}, "description":
                          "present when the answer was derived for free from these earlier "
                          "answers of the same partner"},
-        "bounding": {"type": "object", "description": "present when bounding_report was asked"}}}]}
+        "bounding": {"type": "object", "description": "present when bounding_report was asked"},
+        "auto_bounds": {"type": "object", "description": "present with \"bounds\": \"auto\": "
+                        "the bound chosen, its spend, the rows it is estimated to leave out"}}}]}
 ANSWER = {"allOf": [STORED, {"type": "object", "required": ["charged", "remaining"],
                              "properties": {"charged": AMOUNT_REF, "remaining": REMAINING}}]}
 GLOBAL = {"oneOf": [{"type": "null"}, {"type": "object", "required": ["cap", "spent", "remaining"],
