@@ -78,7 +78,7 @@ def test_avg_accuracy_assumes_a_number_of_purchases(tables):
     request = parse_body(body)
     plan = planner.build(request, catalog.check_query(request.query, tables))
     assert planner.expected_halfwidth(plan, "m", 100000) <= 2.0
-    with pytest.raises(AccuracyUnreachable, match="for groups of 10,000 purchases"):
+    with pytest.raises(AccuracyUnreachable, match="for groups of 10,000 rows"):
         body["accuracy"] = {"within": 2.0}
         request = parse_body(body)
         planner.build(request, catalog.check_query(request.query, tables))
