@@ -92,3 +92,22 @@ def test_progress_is_reported_when_asked(settings, tmp_path, capsys):
     opts = {"memory_limit": "1GB", "spill_dir": tmp_path / "spill", "threads": None}
     prepare.prepare(ds, files, tmp_path / "out", "k", opts, progress=True)
     assert "preparing purchases" in capsys.readouterr().err
+
+
+def test_non_finite_and_huge_amounts_are_clamped_not_fatal(demo_data, tmp_path):
+    """A NaN, an infinity or 1e300 in a column with a resolution used to fail the
+    BIGINT cast and with it the whole prepare step. Now they are clamped to the
+    column's bounds (a NaN to the lower one), which every sum does anyway."""
+    raw = pl.read_parquet(demo_data)
+    odd = [float("nan"), float("inf"), float("-inf"), 1e300, -1e300]
+    bad = raw.head(len(odd)).with_columns(pl.Series("amount", odd), opted_in=pl.lit(True),
+                                          category=pl.lit("produce"))
+    folder = tmp_path / "data"
+    folder.mkdir()
+    pl.concat([bad, raw.slice(len(odd))]).write_parquet(folder / "p.parquet")
+    table = _open(make_settings(tmp_path / "s", folder), tmp_path / "prep")
+    units = table.frame.collect()[catalog.units_column("amount")]
+    col = table.column("amount")
+    assert units.min() >= round(col.lower / col.resolution)
+    assert units.max() <= round(col.upper / col.resolution)
+    assert units.null_count() == 0

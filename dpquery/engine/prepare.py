@@ -172,10 +172,23 @@ def _typed_columns(ds: Dataset) -> list[exp.Expression]:
         typed = exp.cast(source, SQL_TYPES[col.type])
         out.append(exp.alias_(typed, name, quoted=True))
         if col.resolution:
-            units = exp.cast(exp.func("round", exp.Div(this=exp.cast(_col(name), "DOUBLE"),
-                                                       expression=exp.Literal.number(repr(col.resolution)))), "BIGINT")
-            out.append(exp.alias_(units, units_column(name), quoted=True))
+            out.append(exp.alias_(_units(name, col), units_column(name), quoted=True))
     return out
+
+
+def _units(name: str, col) -> exp.Expression:
+    """The value in whole multiples of its resolution, clamped to the column's bounds first.
+
+    Sums clamp to the bounds anyway, so clamping here changes no answer; it keeps
+    a NaN (read as the lower bound), an infinity or a huge value in the data from
+    failing the cast to BIGINT and with it the whole prepare step.
+    """
+    value = exp.cast(_col(name), "DOUBLE")
+    lo, hi = exp.Literal.number(repr(float(col.lower))), exp.Literal.number(repr(float(col.upper)))
+    clamped = exp.Case(ifs=[exp.If(this=exp.func("isnan", value), true=lo)],
+                       default=exp.func("least", exp.func("greatest", value, lo), hi))
+    scaled = exp.Div(this=clamped, expression=exp.Literal.number(repr(col.resolution)))
+    return exp.cast(exp.func("round", scaled), "BIGINT")
 
 
 def _raw_columns(ds: Dataset) -> list[str]:
