@@ -288,5 +288,5 @@ def describe(table: Table) -> dict:
                    "consent": f"only customers with {ds.consent_column} = true"
                    if ds.consent_column else "all rows"},
         "data_version": table.version,
-    }
         **({"example_sql": ds.example_sql} if ds.example_sql else {}),
+    }
