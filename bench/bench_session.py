@@ -1,6 +1,7 @@
 """The scripted analyst session (bench/report/session.py) run on the real service.
 
-    python bench/bench_session.py [--budget 10] [--customers 100] [--by-kind]
+    python bench/bench_session.py [--budgets 10,20] [--customers 100] [--by-kind] [--log]
+    python bench/bench_session.py --budgets 10,20 --write   # BENCHMARKS.md section 3
 
 Every session query goes through `Service.run` for one partner with an
 ε budget, in order: the embedded SQLite ledger charges it, repeats come back
@@ -8,7 +9,9 @@ from the store, derived answers (dpquery/derive.py) come back free. The data
 is a small demo table (dpquery/demo.py): whether a query is charged, derived
 or repeated depends only on the queries and public configuration, never on
 the data, so its size does not change the counts. The peers' figures are the
-accounting of bench/report/session.py (unchanged). Prints markdown tables.
+accounting of bench/report/session.py (unchanged). Prints markdown tables;
+`--write` replaces the block between the `session:begin` and `session:end`
+markers of BENCHMARKS.md with them.
 """
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ from bench.report import session as S  # noqa: E402
 
 PEERS = {"opendp_context": "OpenDP Context", "smartnoise_sql": "SmartNoise SQL",
          "tmlt_analytics": "Tumult Analytics"}
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+MARKERS = ("<!-- session:begin (bench/bench_session.py --write) -->", "<!-- session:end -->")
+STEPS = ("new", "repeat", "refine", "wider", "narrower")
 OUTCOMES = ("fresh", "repeat", "derived", "refused_budget", "refused_accuracy", "refused_other")
 
 
@@ -118,23 +124,72 @@ def kind_table(results) -> str:
     return "\n".join(lines)
 
 
+def step_table(results) -> str:
+    """Per session step: how its queries were answered."""
+    cells = Counter((q["step"], o) for q, o, _c in results)
+    lines = ["| step | queries | fresh | repeat | derived | refused: budget | refused: accuracy |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for s in STEPS:
+        n = sum(v for (step, _o), v in cells.items() if step == s)
+        lines.append(f"| {s} | {n} | " + " | ".join(
+            str(cells[(s, o)]) for o in ("fresh", "repeat", "derived", "refused_budget"))
+            + f" | {cells[(s, 'refused_accuracy')] + cells[(s, 'refused_other')]} |")
+    return "\n".join(lines)
+
+
+def block(runs: list, customers: int) -> str:
+    """The BENCHMARKS.md text: the command, the model, a table per budget, the steps."""
+    out = ["**Measured on the real service** (`python bench/bench_session.py --budgets "
+           + ",".join(f"{b:g}" for b, *_ in runs) + " --write`). Every session query goes "
+           "through `Service.run` in order for one partner with an ε budget, in the embedded "
+           "SQLite ledger, on a demo table of "
+           f"{customers} customers (whether a query is charged, repeated or derived depends only "
+           "on the queries and public configuration, never on the data). *fresh*: charged and "
+           "released; *repeat*: the stored answer of the same canonical query, free; *derived*: "
+           "free post-processing of answers the partner holds (`dpquery/derive.py`: a filter to "
+           "released keys, coarser groupings and HAVING/ORDER BY/LIMIT of a released table, AVG "
+           "from a released SUM and COUNT(*), COUNT(*) and COUNT(DISTINCT) from the released "
+           "denominators of an AVG or PURCHASE_RATE), each only when at least as accurate as "
+           "asked. The *former model* row is the accounting above run on the same code "
+           "(preview spend, repeats free, nothing derived); the peers' rows are that "
+           "accounting, unchanged.\n"]
+    for budget, results, peers, accounted in runs:
+        out += [summary_table(results, budget, peers, accounted), ""]
+    budget, results, *_ = runs[0]
+    out += [f"How each step of the session was answered at ε = {budget:g}:\n",
+            step_table(results), ""]
+    return "\n".join(out)
+
+
+def write(text: str) -> None:
+    doc = BENCHMARKS.read_text()
+    start, end = doc.index(MARKERS[0]) + len(MARKERS[0]), doc.index(MARKERS[1])
+    BENCHMARKS.write_text(doc[:start] + "\n" + text + "\n" + doc[end:])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budget", type=float, default=10.0)
+    ap.add_argument("--budgets", default="10", help="comma-separated ε budgets, e.g. 10,20")
     ap.add_argument("--customers", type=int, default=100,
                     help="demo data size (about 60 rows each)")
     ap.add_argument("--by-kind", action="store_true", help="also print outcomes per step and kind")
     ap.add_argument("--log", action="store_true", help="print each query's outcome")
+    ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md section 3")
     args = ap.parse_args()
     session = S.make_session()
-    results, cap, accounted = run_session(args.budget, args.customers, session)
-    if args.log:
-        for i, (q, o, c) in enumerate(results):
-            print(f"{i:3d} {o:16s} {float(c):<7.4g} {q['step']:8s} {q['sql']}")
-    print(summary_table(results, args.budget, peer_counts(session, args.budget, cap), accounted))
-    if args.by_kind:
-        print()
-        print(kind_table(results))
+    runs = []
+    for budget in (float(b) for b in args.budgets.split(",")):
+        results, cap, accounted = run_session(budget, args.customers, session)
+        runs.append((budget, results, peer_counts(session, budget, cap), accounted))
+        if args.log:
+            for i, (q, o, c) in enumerate(results):
+                print(f"{i:3d} {o:16s} {float(c):<7.4g} {q['step']:8s} {q['sql']}")
+        if args.by_kind:
+            print(kind_table(results) + "\n")
+    text = block(runs, args.customers)
+    print(text)
+    if args.write:
+        write(text)
 
 
 if __name__ == "__main__":
