@@ -19,7 +19,12 @@ data version:
 - AVG(x) per group from a released SUM(x) and COUNT(*) with the same
   grouping and filter (one answer or two): the ratio's interval is the
   test-inversion interval of intervals.ratio_intervals over the two released
-  noise laws (derive_ratio.py).
+  noise laws (derive_ratio.py);
+- COUNT(*) from a released AVG's denominator and COUNT(DISTINCT customer_id)
+  from a released PURCHASE_RATE's (the same statistics over the same bounded
+  rows, mechanisms.py), kept with ratio answers as `released_parts`; counts
+  of rows add up over cells like any count, counts of customers are copied
+  cell for cell only (a customer may be in several cells).
 
 Privacy: only the partner's own stored answers (the ledger, by partner id)
 and public configuration are read, never the data and never another
@@ -55,6 +60,7 @@ from dpquery.engine.query import canonical
 from dpquery.errors import InvalidRequest
 
 ADDITIVE = ("count", "sum")
+STORED = ("rows", "aggregates", "confidence", "group_by")  # what a derivation reads
 # An AVG's denominator is COUNT(*) of its rows, a PURCHASE_RATE's the COUNT(DISTINCT) of
 # its customers: the same statistics, over the same bounded rows (mechanisms.py)
 DENOMINATORS = {"count": "avg", "count_customers": "purchase_rate"}
@@ -125,7 +131,10 @@ def _held(ledger, partner_id: str, table):
 def _load(ledger, partner_id: str, request_id: str) -> dict | None:
     text = ledger.get_answer(partner_id, request_id)
     answer = json.loads(text) if text else None
-    return None if not answer or "derived_from" in answer or "auto_bounds" in answer else answer
+    if not answer or "derived_from" in answer or "auto_bounds" in answer or \
+            not all(k in answer for k in STORED):  # e.g. stored by an older version
+        return None
+    return answer
 
 
 def released_parts(plan, noisy) -> list[dict] | None:
