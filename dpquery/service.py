@@ -19,7 +19,7 @@ from fractions import Fraction
 from budget.amounts import Amount
 from budget.ledger import Ledger
 from dpquery import derive
-from dpquery.engine import catalog, execute, plan as planner, postprocess
+from dpquery.engine import autobound, catalog, execute, plan as planner, postprocess
 from dpquery.config import Settings
 from dpquery.deadline import call_within
 from dpquery.errors import IdempotencyConflict, NotFound, QueryInterrupted
@@ -87,7 +87,7 @@ class Service:
                 return self._as_repeat(stored, partner_id, table.name)
             actor = f"partner:{partner_id}" + (f" purpose:{purpose}" if purpose else "")
             derived = derive.find(self.ledger, partner_id, request, table, plan,
-                                  _describe_plan) if may_derive else None
+                                  _describe_plan) if may_derive and plan.auto is None else None
             if derived is not None:
                 return self._derived(derived, partner_id, table, (request_id, query_text,
                                                                   cache_id), actor)
@@ -201,7 +201,19 @@ def release_answer(plan) -> dict:
     Privacy contract: as `execute.release`; the caller has charged the plan's
     cost (the CLI's --local mode is data-owner use with no ledger).
     """
-    answer = {"rows": execute.answer_rows(plan, execute.release(plan)), **_describe_plan(plan)}
+    chosen = None
+    if plan.auto is not None:  # "bounds": "auto": stage 1's noise chooses the row bound
+        cost = exact_cost(plan)
+        plan, chosen = autobound.release(plan)
+        spent = spend_amount(plan.measure, cost * exact(plan.table.dataset.auto_share))
+        chosen = {**chosen, "spend": amount_json(spent)}
+    noisy = execute.release(plan)
+    answer = {"rows": execute.answer_rows(plan, noisy), **_describe_plan(plan)}
+    parts = derive.released_parts(plan, noisy)
+    if parts is not None:  # a ratio's released numerators and denominators (derive.py)
+        answer["released_parts"] = parts
+    if chosen is not None:
+        answer["auto_bounds"] = chosen
     report = execute.bounding_report(plan)
     if report is not None:
         spent = exact_cost(plan) * exact(planner.REPORT_SHARE)
@@ -251,7 +263,7 @@ def _describe_plan(plan) -> dict:
         "group_by": list(request.query.group_by),
         "columns": _columns(request),
         "aggregates": [_aggregate_info(plan, a) for a in request.query.aggregates],
-        "bounds": {"rows_per_customer": ds.rows_per_customer,
+        "bounds": {"rows_per_customer": "auto" if plan.auto is not None else ds.rows_per_customer,
                    "groups_per_customer": catalog.groups_bound(ds, request.query.group_by)},
         "notes": plan.notes,
     }

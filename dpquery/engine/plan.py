@@ -20,7 +20,7 @@ from dpquery.engine import bounded as bounded_mod, catalog, frames, intervals, m
 from dpquery.engine.catalog import Table
 from dpquery.errors import AccuracyUnreachable, InternalError, InvalidQuery
 from dpquery.engine.mechanisms import Stat
-from dpquery.engine import postprocess
+from dpquery.engine import derived_table, postprocess
 from dpquery.engine.query import SPREADS, AccuracyTarget, Request, Spend
 
 dp.enable_features("contrib")
@@ -61,6 +61,7 @@ class Plan:
     context: "_Context | None" = None
     bounding: "tuple | None" = None  # (measurement, [truncated, customers], Part) when asked for
     bounded: list = field(default_factory=list)  # per part: the engine's Part, or None
+    auto: "object | None" = None  # "bounds": "auto": stage 1 (autobound.Stage1), drawn first
 
     @property
     def private_keys(self) -> bool:
@@ -96,6 +97,9 @@ class KeyRelease:
 def build(request: Request, table: Table) -> Plan:
     """Plan a request: a stated spend, or the least spend meeting an accuracy target."""
     budget = request.budget
+    if request.auto_bounds:  # stage 1 chooses the row bound, stage 2 is _plan at that bound
+        from dpquery.engine import autobound  # it imports this module
+        return autobound.build(request, table)
     if isinstance(budget, AccuracyTarget):
         return _plan_for_accuracy(request, table, budget)
     _check_spend(budget, table)
@@ -118,8 +122,10 @@ def _plan(request: Request, table: Table, total: float) -> Plan:
     ds = table.dataset
     by = list(request.query.group_by)
     private = any(not ds.columns[c].is_public_key for c in by)
+    chosen = total * ds.auto_share if request.auto_bounds else 0.0  # autobound's stage 1
     reported = total * REPORT_SHARE if request.bounding_report else 0.0
-    share = (total - reported) * (1 - KEYS_SHARE) if private else total - reported
+    share = (total - chosen - reported) * (1 - KEYS_SHARE) if private else \
+        total - chosen - reported
     keys = _placeholder_keys(table, by) if private else \
         frames.key_frame(ds.columns, by, table.schema)
     ctx = _Context(table, request, keys, approximate=private)
@@ -140,7 +146,8 @@ def _plan(request: Request, table: Table, total: float) -> Plan:
     on_engine, on_reference = _split(table, parts, measurements, bounded, bounding)
     measure = "rho" if ds.measure == "zcdp" else "epsilon"
     engine_loss = vector_plan.size(on_engine, measure, request.confidence)
-    _check_loss(on_reference, key_release, total - engine_loss, ds.delta if private else 0.0)
+    _check_loss(on_reference, key_release, total - chosen - engine_loss,
+                ds.delta if private else 0.0)
     for (_shape, sps), meas, part in zip(parts, measurements, bounded):
         if part is None or table.engine == "polars":
             _annotate(meas, sps, request.confidence)
@@ -394,7 +401,8 @@ def _notes(request: Request, table: Table, key_release) -> list[str]:
     if any(a.kind == "quantile" for a in request.query.aggregates):
         notes.append("Quantiles are chosen among configured candidates by the exponential "
                      "mechanism; they have no interval.")
-    return notes + postprocess.notes(request.query, request.confidence) + _kind_notes(request.query)
+    return notes + postprocess.notes(request.query, request.confidence) + \
+        _kind_notes(request.query) + derived_table.notes(request.query)
 
 
 def _kind_notes(query) -> list[str]:

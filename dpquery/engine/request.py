@@ -23,11 +23,11 @@ import re
 from dpquery.errors import InvalidQuery, InvalidRequest
 from dpquery.engine.query import (MAX_CONDITION_DEPTH, AccuracyTarget, Aggregate, And, Between,
                                   Compare, InList, Not, Or, OrderBy, Query, Request, Spend)
-from dpquery.engine import names
+from dpquery.engine import names, sql_derived
 from dpquery.engine.sql import parse_sql
 
 BODY_KEYS = {"sql", "query", "epsilon", "rho", "accuracy", "confidence", "purpose", "dataset",
-             "bounding_report", "weights"}
+             "bounding_report", "weights", "bounds"}
 DECIMAL_TEXT = re.compile(r"[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]{1,3})?|\.[0-9]+([eE][+-]?[0-9]{1,3})?")
 
 
@@ -58,7 +58,17 @@ def parse_body(body, privacy_unit: str = "customer_id", max_sql_chars: int = 500
     report = body.get("bounding_report", False)
     if not isinstance(report, bool):
         raise InvalidRequest("'bounding_report' must be true or false")
-    return Request(query, _budget(body), confidence, extras, report)
+    return Request(query, _budget(body), confidence, extras, report, _auto_bounds(body))
+
+
+def _auto_bounds(body: dict) -> bool:
+    """`"bounds": "auto"` asks for the row bound to be chosen for this query (autobound.py)."""
+    if "bounds" not in body:
+        return False
+    if body["bounds"] != "auto":
+        raise InvalidRequest("'bounds' must be \"auto\" (the rows-per-customer bound chosen "
+                             "for this query), or left out for the configured bounds")
+    return True
 
 
 def _weighted(query: Query, weights) -> Query:
@@ -111,7 +121,8 @@ def query_from_json(doc) -> Query:
     """The JSON query form -> `Query`."""
     if not isinstance(doc, dict):
         raise InvalidQuery("'query' must be an object with dataset, group_by, aggregates")
-    _only(doc, {"dataset", "group_by", "aggregates", "where", "order_by", "limit"}, "query")
+    _only(doc, {"dataset", "group_by", "aggregates", "where", "order_by", "limit", "derived"},
+          "query")
     aggs = _list(doc.get("aggregates"), "query.aggregates")
     return Query(
         dataset=_text(doc.get("dataset", "purchases"), "query.dataset"),
@@ -120,6 +131,7 @@ def query_from_json(doc) -> Query:
         where=_predicate(doc["where"], "query.where") if doc.get("where") is not None else None,
         order_by=tuple(_order(o) for o in _list(doc.get("order_by", []), "query.order_by")),
         limit=_limit(doc.get("limit")),
+        derived=sql_derived.from_json(doc["derived"]) if "derived" in doc else (),
     )
 
 

@@ -12,17 +12,25 @@ from sqlglot import exp
 
 from dpquery.engine import prepare
 from dpquery.engine.bounded import Part
+from dpquery.engine.derived_compile import table_source  # the query's row-level columns
 from dpquery.engine.engines.sqlplan import compile_part
 
 _connections: dict = {}
 
 
 def aggregate(table, part: Part) -> pl.DataFrame:
+    return run_select(table, lambda source: compile_part(part, source))
+
+
+def run_select(table, build, schema: dict | None = None) -> pl.DataFrame:
+    """Run `build(source)`, a sqlglot SELECT over the prepared parts (also autobound.py's),
+    its columns cast to `schema` when given."""
     files = exp.Array(expressions=[exp.Literal.string(str(f)) for f in table.files])
-    sql = compile_part(part, exp.func("read_parquet", files)).sql("duckdb")
+    sql = build(table_source(table, exp.func("read_parquet", files))).sql("duckdb")
     cursor = _connection(table.engine_settings).cursor()
     try:
-        return pl.from_arrow(cursor.sql(sql).to_arrow_table())
+        out = pl.from_arrow(cursor.sql(sql).to_arrow_table())
+        return out.cast(schema) if schema else out
     finally:
         cursor.close()
 
