@@ -23,6 +23,7 @@ import polars as pl
 from sqlglot import exp
 
 from dpquery.engine.bounded import Part
+from dpquery.engine.derived_compile import table_source  # the query's row-level columns
 from dpquery.engine.engines.sqlplan import compile_part
 from dpquery.errors import ConfigError
 
@@ -45,10 +46,16 @@ PREPARED_MARKER = "_dpquery_done"  # the Spark prepare's marker (prepare_spark.p
 
 def aggregate(table, part: Part) -> pl.DataFrame:
     """The exact bounded aggregates of `part`, computed by Spark; one row per non-empty group."""
-    spark = session(table.engine_settings)
-    sql = compile_part(part, exp.to_table(_view(spark, table.files))).sql("spark")
-    rows = spark.sql(sql).collect()  # the only data the driver receives: bounded aggregates
     schema = {**{b: table.schema[b] for b in part.by}, **{c.name: pl.Int64 for c in part.cells}}
+    return run_select(table, lambda source: compile_part(part, source), schema)
+
+
+def run_select(table, build, schema: dict) -> pl.DataFrame:
+    """Run `build(source)`, a sqlglot SELECT over the prepared parts' view, on the cluster;
+    the driver receives only its (aggregate) rows, typed by `schema`."""
+    spark = session(table.engine_settings)
+    sql = build(table_source(table, exp.to_table(_view(spark, table.files)))).sql("spark")
+    rows = spark.sql(sql).collect()  # the only data the driver receives: bounded aggregates
     return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
 
 
