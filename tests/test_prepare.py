@@ -80,7 +80,8 @@ def test_another_key_keeps_other_rows(settings, tmp_path):
 
 
 def test_a_table_larger_than_max_rows_stops_start_up(demo_data, tmp_path):
-    small = make_settings(tmp_path, demo_data, max_rows=1000)
+    small = make_settings(tmp_path, demo_data, max_rows=1000,  # auto's largest bound must fit
+                          bounds__auto_max_rows_per_customer=1000)
     with pytest.raises(ConfigError, match="max_rows"):
         _open(small, tmp_path / "prep")
     assert not list((tmp_path / "prep").glob(".*.tmp"))  # no staged copy left behind
