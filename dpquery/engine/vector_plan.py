@@ -11,6 +11,8 @@ scale-to-accuracy functions for the same distributions.
 """
 from __future__ import annotations
 
+import math
+
 import opendp.prelude as dp
 
 from dpquery.engine import bounded, noise
@@ -58,7 +60,7 @@ def _scale(measure: str, sensitivity: float, share: float) -> float:
 
 def _annotate(sp, measure: str, confidence: float) -> None:
     """Distribution, reported scale and half-widths (at α and α/2) from OpenDP."""
-    to_accuracy = dp.discrete_gaussian_scale_to_accuracy if measure == "rho" \
+    to_accuracy = _discrete_gaussian_accuracy if measure == "rho" \
         else dp.discrete_laplacian_scale_to_accuracy
     alpha = 1 - confidence
     unit = sp.stat.unit
@@ -67,3 +69,21 @@ def _annotate(sp, measure: str, confidence: float) -> None:
     sp.accuracy = to_accuracy(sp.param, alpha) * unit
     sp.accuracy_half = to_accuracy(sp.param, alpha / 2) * unit
 
+
+
+EXACT_GAUSSIAN_UP_TO = 10_000.0  # larger scales: the continuous bound below
+
+
+def _discrete_gaussian_accuracy(scale: float, alpha: float) -> float:
+    """OpenDP's discrete Gaussian accuracy, or above a scale of 10,000 units OpenDP's
+    continuous one rounded up to a whole unit, plus one.
+
+    OpenDP sums the discrete law's mass term by term, in time linear in the scale:
+    0.35 s per call for an AVG's sum in cents on zCDP, four calls per ratio. At such
+    scales the discrete and continuous laws differ by far less than one unit (the
+    two results measured 0 or 1 unit apart from scale 3 to 5,000), so the rounded-up
+    continuous accuracy plus one unit is never narrower than the exact one.
+    """
+    if scale <= EXACT_GAUSSIAN_UP_TO:
+        return dp.discrete_gaussian_scale_to_accuracy(scale, alpha)
+    return math.ceil(dp.gaussian_scale_to_accuracy(scale, alpha)) + 1.0
