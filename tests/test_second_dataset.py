@@ -139,3 +139,13 @@ KNOWN_LEFT: list[str] = [  # left as found (issue 12 report): see the comment ab
     'dpquery/web/admin.py: text = request.form.get("amount", "").strip()',
     'dpquery/web/views.py: web_bp.add_app_template_filter(lambda a: fmt.amount(a, None), "amount")',
 ]
+
+
+def test_the_json_form_without_a_dataset_queries_the_only_one(gym):
+    settings, _tables = gym
+    request = parse_body({"query": {"aggregates": [{"kind": "count"}]}, "epsilon": 0.5},
+                         datasets=settings.datasets)
+    assert request.query.dataset == "gym_visits"
+    two = {**settings.datasets, "other": settings.datasets["gym_visits"]}
+    with pytest.raises(DPQueryError, match="'query.dataset' is required: one of gym_visits, other"):
+        parse_body({"query": {"aggregates": [{"kind": "count"}]}, "epsilon": 0.5}, datasets=two)

@@ -51,7 +51,7 @@ def parse_body(body, privacy_unit: str = "customer_id", max_sql_chars: int = 500
             raise InvalidQuery(f"SQL is {len(sql)} characters; the limit is {max_sql_chars}")
         query = parse_sql(sql, privacy_unit, datasets)
     else:
-        query = names.resolve(query_from_json(body["query"]), datasets)
+        query = names.resolve(query_from_json(_with_dataset(body["query"], datasets)), datasets)
     query = _weighted(query, body.get("weights"))
     extras = {"purpose": body["purpose"]} if "purpose" in body else {}
     confidence = _number(body.get("confidence", 0.95), "confidence", InvalidRequest)
@@ -59,6 +59,15 @@ def parse_body(body, privacy_unit: str = "customer_id", max_sql_chars: int = 500
     if not isinstance(report, bool):
         raise InvalidRequest("'bounding_report' must be true or false")
     return Request(query, _budget(body), confidence, extras, report, _auto_bounds(body))
+
+
+def _with_dataset(doc, datasets: dict | None):
+    """The JSON form may leave out "dataset" when exactly one is configured."""
+    if not isinstance(doc, dict) or "dataset" in doc or not datasets:
+        return doc
+    if len(datasets) == 1:
+        return {**doc, "dataset": next(iter(datasets))}
+    raise InvalidQuery(f"'query.dataset' is required: one of {', '.join(sorted(datasets))}")
 
 
 def _auto_bounds(body: dict) -> bool:
