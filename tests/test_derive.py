@@ -263,3 +263,46 @@ def test_counts_from_a_held_averages_denominators_add_up(svc):
         dens = [p["a.den"] for p in avg["released_parts"] if p["region"] == row["region"]]
         assert len(dens) == 6 and row["n"] == pytest.approx(max(sum(dens), 0.0))
     charged(svc, pid, {"sql": COARSE.replace(" n ", " m "), "epsilon": 2})
+
+
+class Scrambled:
+    """The partner's ledger with every released value in stored answers replaced."""
+
+    def __init__(self, ledger, value: float):
+        self.ledger, self.value = ledger, value
+
+    def reservations(self, *args):
+        return self.ledger.reservations(*args)
+
+    def get_answer(self, partner_id, request_id):
+        import json
+        answer = json.loads(self.ledger.get_answer(partner_id, request_id))
+        for row in answer["rows"] + answer.get("released_parts", []):
+            for k, v in row.items():
+                if isinstance(v, float) and k not in answer["group_by"]:
+                    row[k] = self.value
+        return json.dumps(answer)
+
+
+@pytest.mark.parametrize("body, derived", [  # with the held answers below
+    ({"sql": COARSE, "epsilon": 0.05}, True), ({"sql": COARSE, "epsilon": 2}, False),
+    ({"sql": FILTERED, "epsilon": 0.5}, True), ({"sql": FILTERED, "epsilon": 1}, False),
+    ({"sql": "SELECT COUNT(*) AS n FROM purchases", "epsilon": 0.05}, True),
+    ({"sql": FINE + " ORDER BY n DESC LIMIT 2", "epsilon": 0.5}, True),
+    ({"sql": AVG, "epsilon": 0.1}, True), ({"sql": AVG, "epsilon": 2}, False),
+    ({"sql": CUSTOMERS_FILTERED, "epsilon": 0.1}, True),
+    ({"sql": CUSTOMERS_FILTERED, "epsilon": 2}, False)])
+def test_whether_a_query_is_derived_does_not_depend_on_released_values(svc, body, derived):
+    from dpquery.engine import catalog, plan as planner
+    from dpquery.service import describe_plan
+    pid = partner(svc)
+    for held in (FINE, RATE_FINE, "SELECT region, SUM(amount) AS s FROM purchases GROUP BY region",
+                 "SELECT region, COUNT(*) AS c FROM purchases GROUP BY region"):
+        svc.run(pid, {"sql": held, "epsilon": 0.5})
+    request = svc.parse(body)
+    table = catalog.check_query(request.query, svc.tables)
+    plan = planner.build(request, table)
+    found = [derive.find(ledger, pid, request, table, plan, describe_plan) is not None
+             for ledger in (svc.ledger, Scrambled(svc.ledger, 0.0), Scrambled(svc.ledger, -1e9),
+                            Scrambled(svc.ledger, 1e9))]
+    assert found == [derived] * 4
