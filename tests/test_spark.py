@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import sys
 
 import polars as pl
 import pytest
@@ -156,9 +157,20 @@ def test_prepared_once_per_data_version(prepared, small_data, tmp_path):
     assert [f.stat().st_mtime_ns for f in again.files] == mtimes
 
 
+def test_the_prepare_job_shows_a_progress_line_on_a_terminal(small_data, tmp_path, capsys,
+                                                             monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    settings = make_settings(tmp_path, small_data, engine="spark")
+    table = catalog.open_table(settings.datasets["purchases"], tmp_path / "prep", settings.engine)
+    err = capsys.readouterr().err
+    assert "preparing purchases" in err and "1/3 passes" in err
+    assert f"3/3 passes, {table.frame.select(pl.len()).collect().item():,} rows" in err
+
+
 def test_a_table_larger_than_max_rows_stops_start_up(small_data, tmp_path):
     settings = make_settings(tmp_path, small_data, engine="spark", max_rows=100,
-                             bounds__rows_per_customer=10)  # max_rows >= rows_per_customer
+                             bounds__rows_per_customer=10,  # max_rows >= rows_per_customer
+                             bounds__auto_max_rows_per_customer=100)  # and >= auto's largest
     with pytest.raises(ConfigError, match="max_rows"):
         catalog.open_table(settings.datasets["purchases"], tmp_path / "prep", settings.engine)
 

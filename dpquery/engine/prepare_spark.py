@@ -95,23 +95,35 @@ def prepare(ds: Dataset, sources: list, name: str, cache_dir: Path, key: str,
 
 def _build(spark, ds: Dataset, sources: list, out: str, key: str) -> None:
     """One job: filter, type, hash, rank within each customer, write Parquet."""
-    from pyspark.sql import Window, functions as F
+    from pyspark.sql import functions as F
 
     view = f"dpq_source_{hashlib.sha256(out.encode()).hexdigest()[:12]}"
     _reader(spark, sources).createOrReplaceTempView(view)
     staged = spark.sql(stage_sql(ds, view, key))
+    bar = base._Progress(ds.name, None)  # a line on stderr when it is a terminal (as prepare.py)
+    source_rows = _source_rows(spark, view)
+    bar.step(1, 3, source_rows)
     partitions = max(int(spark.conf.get("spark.sql.shuffle.partitions")),  # both: buckets
-                     -(-_source_rows(spark, view) // ROWS_PER_PARTITION))
-    cols = base._output_columns(ds)
-    order = Window.partitionBy(ds.privacy_unit).orderBy("_h", *cols)
-    ranked = staged.repartition(partitions, ds.privacy_unit).select(
-        *cols, (F.row_number().over(order) - 1).cast("bigint").alias(ROW_RANK))
-    _write_bucketed(spark, ranked, out, ds.privacy_unit, partitions)
-    base._check_max_rows(ds, spark.read.parquet(out).count())
+                     -(-source_rows // ROWS_PER_PARTITION))
+    _write_bucketed(spark, _ranked(ds, staged, partitions), out, ds.privacy_unit, partitions)
+    bar.step(2, 3, source_rows)
+    prepared_rows = spark.read.parquet(out).count()
+    bar.step(3, 3, prepared_rows)
+    bar.finish()
+    base._check_max_rows(ds, prepared_rows)
     marker = spark.range(1).select(F.lit(ds.privacy_unit).alias("unit"),
                                    F.lit(partitions).alias("buckets"))
     marker.write.mode("overwrite").parquet(f"{out}/{DONE}")
     spark.catalog.dropTempView(view)
+
+
+def _ranked(ds: Dataset, staged, partitions: int):
+    """The prepared columns and `_row_rank`, ranked within each customer's hash partition."""
+    from pyspark.sql import Window, functions as F
+    cols = base._output_columns(ds)
+    order = Window.partitionBy(ds.privacy_unit).orderBy("_h", *cols)
+    return staged.repartition(partitions, ds.privacy_unit).select(
+        *cols, (F.row_number().over(order) - 1).cast("bigint").alias(ROW_RANK))
 
 
 def _write_bucketed(spark, ranked, out: str, unit: str, buckets: int) -> None:
