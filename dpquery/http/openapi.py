@@ -116,6 +116,10 @@ STORED = {"allOf": [PREVIEW, {
                          "present when the answer was derived for free from these earlier "
                          "answers of the same partner"},
         "bounding": {"type": "object", "description": "present when bounding_report was asked"},
+        "released_parts": {"type": "array", "items": {"type": "object"}, "description":
+                           "present with a ratio (AVG, PURCHASE_RATE): per group, its keys and "
+                           "each ratio's released numerator and denominator (<alias>.num, "
+                           "<alias>.den) in column units; the release the ratio is computed from"},
         "auto_bounds": {"type": "object", "description": "present with \"bounds\": \"auto\": "
                         "the bound chosen, its spend, the rows it is estimated to leave out"}}}]}
 ANSWER = {"allOf": [STORED, {"type": "object", "required": ["charged", "remaining"],
