@@ -361,7 +361,19 @@ def _budget(report) -> str:
                "its first filter (a filter does not change the sensitivity, so the spend would be "
                "the same) to show what the session would cost once that is fixed.\n")
     out.append("![queries vs budget](bench/plots/queries_vs_budget.png)\n")
-    return "\n".join(out)
+    return "\n".join(out + _session_block())
+
+
+def _session_block() -> list[str]:
+    """bench_session.py's block (the session on the real service) as BENCHMARKS.md has it:
+    a re-render from bench_compare keeps it instead of dropping it."""
+    from bench.bench_session import MARKERS
+    current = Path(__file__).resolve().parents[2] / "BENCHMARKS.md"
+    text = current.read_text() if current.exists() else ""
+    start, end = text.find(MARKERS[0]), text.find(MARKERS[1])
+    if start < 0 or end < start:
+        return []
+    return [text[start:end + len(MARKERS[1])] + "\n"]
 
 
 def _set(xs) -> str:
