@@ -7,8 +7,9 @@ compute exactly this and nothing else; OpenDP adds the noise (noise.py).
 
 Shapes:
 - rows: each customer keeps the rows with `_row_rank < k` (k = rows_per_customer),
-  then WHERE; cells are row counts (`len`) and sums of values clamped to
-  [lo, hi] minus a centre (`sum`).
+  then WHERE; cells are row counts (`len`), sums of values clamped to
+  [lo, hi] minus a centre (`sum`) and sums of their squares (`sq`, for
+  VARIANCE and STDDEV).
 - customers: WHERE, then one row per (customer, group); a customer keeps the
   first `groups` of its groups in key order (what OpenDP's dense-rank
   truncation keeps); cells count those rows (`len`), add a per-customer 0/1 flag
@@ -18,9 +19,10 @@ Shapes:
 Sensitivity (neighbouring datasets differ in all rows of one customer), the
 stability argument behind `sensitivity`:
 - rows: the customer's at most k kept rows fall in at most k groups, one row
-  changing one cell by at most 1 (`len`) or M = max(|lo - c|, |hi - c|)
-  (`sum`). The changes add to at most k (or kM) in L1, and since they may all
-  fall in one group, at most k (or kM) in L2 as well.
+  changing one cell by at most 1 (`len`), M = max(|lo - c|, |hi - c|)
+  (`sum`) or M² (`sq`: (x - c)² of a clamped x lies in [0, M²]). The changes
+  add to at most k (or kM, kM²) in L1, and since they may all fall in one
+  group, at most as much in L2 as well.
 - customers: the customer is in at most G groups with one row each, changing
   each by at most 1 (`len`, `flag`) or T (`total`): L1 <= G (or GT), L2 <=
   sqrt(G) (or sqrt(G) T).
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 
 from dpquery.engine.query import Predicate
 
-CELL_KINDS = ("len", "sum", "flag", "total")
+CELL_KINDS = ("len", "sum", "sq", "flag", "total")
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,9 @@ class Cell:
 
     name: str
     kind: str
-    column: str | None = None               # sum, total: the (integer) column summed
-    bounds: tuple[int, int] | None = None   # sum, total: each row clamped to [lo, hi]
-    center: int = 0                          # sum: subtracted from each clamped row
+    column: str | None = None               # sum, sq, total: the (integer) column summed
+    bounds: tuple[int, int] | None = None   # sum, sq, total: each row clamped to [lo, hi]
+    center: int = 0                          # sum, sq: subtracted from each clamped row
     total_bounds: tuple[int, int] | None = None  # total: a customer's total clamped
     condition: Predicate | None = None       # flag: the rows that set it
 
@@ -76,10 +78,16 @@ class Part:
 def sensitivity(part: Part, cell: Cell, norm: str) -> float:
     """How much one customer can change `cell`'s vector over all groups (L1 or L2)."""
     if part.shape == "rows":
-        per_row = 1 if cell.kind == "len" else max(abs(cell.bounds[0] - cell.center),
-                                                     abs(cell.bounds[1] - cell.center))
-        return part.rows_per_customer * per_row
+        return part.rows_per_customer * row_reach(cell)
     groups = part.groups if part.groups is not None else part.max_groups
     per_group = max(map(abs, cell.total_bounds)) if cell.kind == "total" else 1
     spread = groups if norm == "l1" else math.sqrt(groups)
     return spread * per_group
+
+
+def row_reach(cell: Cell) -> int:
+    """The most one bounded row can add to a rows-shape cell: 1, M or M² (see above)."""
+    if cell.kind == "len":
+        return 1
+    reach = max(abs(cell.bounds[0] - cell.center), abs(cell.bounds[1] - cell.center))
+    return reach * reach if cell.kind == "sq" else reach

@@ -58,7 +58,7 @@ def stats_for(agg: Aggregate, table: Table, groups: int) -> list[Stat]:
     if agg.kind == "sum":
         return [_sum_stat(agg, col, source, bounds, unit, table, groups)]
     if agg.kind in SPREADS:
-        return _spread_stats(a, source, bounds, unit)
+        return _spread_stats(a, source, bounds, unit, ds.max_rows)
     return _avg_stats(a, source, bounds, unit)
 
 
@@ -90,26 +90,64 @@ def _avg_stats(a: str, source: str, bounds, unit: float) -> list[Stat]:
             _len_stat(den, a, "den", "rows")]
 
 
-def _spread_stats(a: str, source: str, bounds, unit: float) -> list[Stat]:
+def _spread_stats(a: str, source: str, bounds, unit: float, max_rows: int) -> list[Stat]:
     """VARIANCE and STDDEV from Σ(x − c), Σ(x − c)² and a count (c: the clamp midpoint).
 
     The square is clamped to [0, m²], m the largest |x − c| of a clamped value,
     so one row changes it by at most m²: OpenDP sizes its noise from those
-    bounds. Engines have no square cell yet: these run on OpenDP's polars.
+    bounds. With integer units whose squares cannot overflow a 64-bit sum
+    (`square_fits`), engines compute all three as exact cells (`sum`, `sq`,
+    `len`); otherwise they run on OpenDP's polars (a float column without a
+    `resolution`, like SUM of one).
     """
     num, sq = f"{a}.num", f"{a}.sq"
     mid = (bounds[0] + bounds[1]) // 2 if isinstance(bounds[0], int) else (bounds[0] + bounds[1]) / 2
     reach = max(mid - bounds[0], bounds[1] - mid)
     centred = (bounds[0] - mid, bounds[1] - mid)
+    engine = isinstance(mid, int) and square_fits(bounds, max_rows)
 
     def square(s):
         x = pl.col(source).clip(bounds[0], bounds[1]) - mid
         return (x * x).dp.sum((0 * reach, reach * reach), scale=s).alias(sq)
     return [Stat(num, a, "num", "rows",
                  lambda s: (pl.col(source) - mid).dp.sum(centred, scale=s).alias(num),
-                 unit=unit, center=mid * unit),
-            Stat(sq, a, "sq", "rows", square, unit=unit * unit),
+                 unit=unit, center=mid * unit,
+                 cell=Cell(num, "sum", source, bounds, mid) if engine else None),
+            Stat(sq, a, "sq", "rows", square, unit=unit * unit,
+                 cell=Cell(sq, "sq", source, bounds, mid) if engine else None),
             _len_stat(f"{a}.den", a, "den", "rows")]
+
+
+SUM_LIMIT = 2 ** 62  # half of BIGINT's range: headroom for the noise OpenDP adds to a cell
+
+
+def square_fits(bounds: tuple[int, int], max_rows: int) -> bool:
+    """Whether every group's Σ(x − c)² (c the midpoint) fits a 64-bit integer with room.
+
+    A group has at most `max_rows` rows (the prepared table is checked against
+    it) and each adds at most m² (m the larger distance from c to a bound), so
+    max_rows · m² bounds every partial and final sum, and the sensitivity
+    rows_per_customer · m² (rows_per_customer <= max_rows) as well.
+    """
+    mid = (bounds[0] + bounds[1]) // 2
+    reach = max(mid - bounds[0], bounds[1] - mid)
+    return max_rows * reach * reach <= SUM_LIMIT
+
+
+def spread_note(agg: Aggregate, table: Table) -> str | None:
+    """Why a VARIANCE or STDDEV runs on OpenDP's polars path on an engine table (config only)."""
+    if agg.kind not in SPREADS or table.engine == "polars":
+        return None
+    col = table.dataset.columns[agg.column]
+    if not col.resolution:
+        why = "it has no `resolution`"
+    elif not square_fits(summable(col)[1], table.dataset.max_rows):
+        why = "its squared values in units of its `resolution` could overflow a 64-bit sum over max_rows rows"
+    else:
+        return None
+    return (f"{agg.alias} runs on the OpenDP polars path, not the {table.engine} engine: {why}; "
+            f"declare a `resolution` (or tighter bounds) for {agg.column} in config.toml to run it "
+            "on the engine.")
 
 
 def summable(col):

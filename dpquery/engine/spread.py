@@ -16,15 +16,23 @@ import math
 
 import opendp.prelude as dp
 
+from dpquery.engine.vector_plan import discrete_gaussian_accuracy
+
 dp.enable_features("contrib")
 
 
 def half_width(sp, alpha: float) -> float:
-    """A statistic's half-width at error rate `alpha`, in its column's units (from OpenDP)."""
+    """A statistic's half-width at error rate `alpha`, in its column's units (from OpenDP).
+
+    The same for a statistic released by OpenDP's polars plan or by an engine
+    (vector_plan.py): both state the distribution and scale. The sum of squares
+    in units² has scales far above 10,000 units, where the exact discrete
+    Gaussian accuracy takes seconds: vector_plan's bound, never narrower, is used.
+    """
     unit = sp.stat.unit
     gaussian = "gaussian" in sp.distribution.lower()
     discrete = "integer" in sp.distribution.lower() or "discrete" in sp.distribution.lower()
-    to_accuracy = {(True, True): dp.discrete_gaussian_scale_to_accuracy,
+    to_accuracy = {(True, True): discrete_gaussian_accuracy,
                    (True, False): dp.gaussian_scale_to_accuracy,
                    (False, True): dp.discrete_laplacian_scale_to_accuracy,
                    (False, False): dp.laplacian_scale_to_accuracy}[(gaussian, discrete)]

@@ -60,7 +60,7 @@ def _scale(measure: str, sensitivity: float, share: float) -> float:
 
 def _annotate(sp, measure: str, confidence: float) -> None:
     """Distribution, reported scale and half-widths (at α and α/2) from OpenDP."""
-    to_accuracy = _discrete_gaussian_accuracy if measure == "rho" \
+    to_accuracy = discrete_gaussian_accuracy if measure == "rho" \
         else dp.discrete_laplacian_scale_to_accuracy
     alpha = 1 - confidence
     unit = sp.stat.unit
@@ -74,7 +74,7 @@ def _annotate(sp, measure: str, confidence: float) -> None:
 EXACT_GAUSSIAN_UP_TO = 10_000.0  # larger scales: the continuous bound below
 
 
-def _discrete_gaussian_accuracy(scale: float, alpha: float) -> float:
+def discrete_gaussian_accuracy(scale: float, alpha: float) -> float:
     """OpenDP's discrete Gaussian accuracy, or above a scale of 10,000 units OpenDP's
     continuous one rounded up to a whole unit, plus one.
 

@@ -37,7 +37,8 @@ def _clamped(cell: Cell) -> pl.Expr:
 def _row_expr(cell: Cell) -> pl.Expr:
     if cell.kind == "len":
         return pl.len().alias(cell.name)
-    return (_clamped(cell) - cell.center).sum().alias(cell.name)
+    value = _clamped(cell) - cell.center
+    return (value * value if cell.kind == "sq" else value).sum().alias(cell.name)
 
 
 def _pre_expr(cell: Cell) -> pl.Expr | None:

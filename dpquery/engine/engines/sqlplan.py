@@ -4,7 +4,7 @@ The tree is built node by node from the query model: no text from a partner is
 ever pasted into SQL. `compile_part(part, source).sql(dialect)` gives DuckDB's
 or Spark's SQL for the same computation as engines/polars.py:
 
-    rows:      SELECT by, COUNT(*), SUM(clamp(x) - c) FROM t
+    rows:      SELECT by, COUNT(*), SUM(clamp(x) - c), SUM((clamp(x) - c)²) FROM t
                WHERE _row_rank < k AND <where> GROUP BY by
     customers: WITH cg AS (SELECT unit, by, MAX(<flag>), SUM(clamp(x)) FROM t
                            WHERE <where> GROUP BY unit, by),
@@ -47,6 +47,8 @@ def _row_agg(cell: Cell) -> exp.Expression:
     if cell.kind == "len":
         return exp.Count(this=exp.Star())
     value = exp.Sub(this=_clamp(col(cell.column), cell.bounds), expression=_num(cell.center))
+    if cell.kind == "sq":  # 64-bit products and sums: mechanisms.square_fits checked the bound
+        value = exp.Mul(this=exp.Paren(this=value), expression=exp.Paren(this=value.copy()))
     return _bigint(exp.Sum(this=value))
 
 
