@@ -401,8 +401,9 @@ def _notes(request: Request, table: Table, key_release) -> list[str]:
     if any(a.kind == "quantile" for a in request.query.aggregates):
         notes.append("Quantiles are chosen among configured candidates by the exponential "
                      "mechanism; they have no interval.")
+    spreads = [n for a in request.query.aggregates if (n := mechanisms.spread_note(a, table))]
     return notes + postprocess.notes(request.query, request.confidence) + \
-        _kind_notes(request.query) + derived_table.notes(request.query)
+        _kind_notes(request.query) + spreads + derived_table.notes(request.query)
 
 
 def _kind_notes(query) -> list[str]:
@@ -416,8 +417,7 @@ def _kind_notes(query) -> list[str]:
         notes.append("VARIANCE and STDDEV come from noisy sums of values and of squared "
                      "values (centred on the clamp range's midpoint) and a noisy count; their "
                      "interval joins the three parts' intervals, each at a third of the error "
-                     "rate, so it holds at the stated confidence. They run on the OpenDP "
-                     "polars path.")
+                     "rate, so it holds at the stated confidence.")
     return notes
 
 
