@@ -30,7 +30,7 @@ from dpquery.present import amount_text
 
 COUNTS = ("count", "count_customers")
 ATTRS = ("dataset", "cost", "charged", "remaining", "repeat", "query_id", "data_version",
-         "notes", "bounding", "confidence", "aggregates", "bounds")
+         "notes", "bounding", "auto_bounds", "derived_from", "confidence", "aggregates", "bounds")
 
 
 class DPQueryClientError(Exception):
@@ -140,17 +140,19 @@ class Client:
               query: dict | None = None, accuracy: dict | None = None,
               rho: float | str | None = None, confidence: float | None = None,
               weights: dict | None = None, bounding_report: bool | None = None,
-              idempotency_key: str | None = None, purpose: str | None = None) -> pd.DataFrame:
+              bounds: str | None = None, idempotency_key: str | None = None,
+              purpose: str | None = None) -> pd.DataFrame:
         """Run a query (charged unless a repeat): its rows as a DataFrame.
 
         Columns are the answer's `columns`: group keys, then for each aggregate
         its value, `<alias>_ci_low` and `<alias>_ci_high`. `df.attrs` holds
         cost, charged, remaining, repeat, query_id, data_version, notes and
-        bounding (with `bounding_report=True`); `df.attrs["answer"]` the whole answer.
+        bounding (with `bounding_report=True`) and auto_bounds (with `bounds="auto"`: the
+        row bound chosen for this query); `df.attrs["answer"]` the whole answer.
         """
         body = request_body(sql, epsilon, query=query, accuracy=accuracy, rho=rho,
                             confidence=confidence, purpose=purpose, weights=weights,
-                            bounding_report=bounding_report)
+                            bounding_report=bounding_report, bounds=bounds)
         return to_frame(self.run(body, idempotency_key))
 
     def preview(self, sql: str | None = None, epsilon: float | str | None = None, *,
@@ -244,11 +246,12 @@ class Client:
 
 
 def request_body(sql=None, epsilon=None, *, query=None, accuracy=None, rho=None,
-                 confidence=None, purpose=None, weights=None, bounding_report=None) -> dict:
+                 confidence=None, purpose=None, weights=None, bounding_report=None,
+                 bounds=None) -> dict:
     """The JSON body `POST /v1/queries` takes (None fields are left out)."""
     fields = {"sql": sql, "query": query, "epsilon": epsilon, "rho": rho, "accuracy": accuracy,
               "confidence": confidence, "purpose": purpose, "weights": weights,
-              "bounding_report": bounding_report}
+              "bounding_report": bounding_report, "bounds": bounds}
     return {k: v for k, v in fields.items() if v is not None}
 
 

@@ -67,6 +67,13 @@ def test_preview_shows_expected_accuracy(config):
     assert "  n: ±" in result.stdout and "spend ε=0.5" in result.stdout
 
 
+def test_bounds_auto_is_sent_and_reported(config):
+    result = run("query", "--config", config, "--local", COUNT, "--epsilon", "0.5",
+                 "--bounds", "auto", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert '"auto_bounds"' in result.stdout and '"rows_per_customer"' in result.stdout
+
+
 def test_local_batch_csv_is_one_table_with_a_query_column(config, batch_file, tmp_path):
     result = run("query", "--config", config, "--local", "--file", batch_file,
                  "--epsilon", "0.1", "--format", "csv")

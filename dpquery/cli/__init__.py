@@ -83,6 +83,9 @@ config_option = click.option("--config", "config_after", default=None, expose_va
 @click.option("--preview", is_flag=True, help="show spend and expected accuracy only (free)")
 @click.option("--bounding-report", is_flag=True,
               help="also estimate the share of customers the row bound cuts (10%% of the spend)")
+@click.option("--bounds", type=click.Choice(["auto"]),
+              help="auto: choose the rows-per-customer bound for this query from a private "
+                   "histogram (datasets with bounds.auto = true; README: Bounds chosen per query)")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "parquet"]),
               default="table", show_default=True)
 @click.option("--url", envvar="DPQUERY_URL", help="service URL (env DPQUERY_URL)")
@@ -95,7 +98,7 @@ config_option = click.option("--config", "config_after", default=None, expose_va
 @config_option
 @click.pass_context
 def query(ctx, sql, local, epsilon, rho, within, confidence, weights, preview, bounding_report,
-          fmt, url, key, batch, dry_run, out):
+          bounds, fmt, url, key, batch, dry_run, out):
     """Run SQL against a dpquery service (--url, --key) or locally (--local).
 
     A batch (--file) gives one document: one CSV or Parquet file with a
@@ -110,6 +113,8 @@ def query(ctx, sql, local, epsilon, rho, within, confidence, weights, preview, b
     base = _body(epsilon, rho, within, confidence, weights)
     if bounding_report:
         base["bounding_report"] = True
+    if bounds:
+        base["bounds"] = bounds
     runner = _Local(ctx.obj.settings) if local else Remote(url, key)
     run_statements(runner, statements, base, dry_run=dry_run, preview=preview, fmt=fmt,
                    out=out, batch=batch is not None)

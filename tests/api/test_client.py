@@ -95,6 +95,13 @@ def test_bounding_report_in_attrs(dp):
     assert df.attrs["bounding"]["spend"]["epsilon"] == "1/20"
 
 
+def test_auto_bounds_in_attrs(dp):
+    df = dp.query(COUNT, epsilon=0.5, bounds="auto")
+    chosen = df.attrs["auto_bounds"]
+    assert chosen["spend"]["epsilon"] == "1/20"
+    assert df.attrs["bounds"]["rows_per_customer"] == chosen["rows_per_customer"]
+
+
 def test_json_query_accuracy_and_idempotency(dp):
     query = {"dataset": "purchases", "group_by": ["age_band"], "aggregates": [{"kind": "count"}]}
     first = dp.query(query=query, accuracy={"within": 3000}, idempotency_key="abc")
