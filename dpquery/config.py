@@ -6,8 +6,10 @@ what was expected. README.md documents every key (a test checks this).
 """
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 from dpquery.errors import ConfigError
 
 REQUIRED = object()
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 # key: (type, default, meaning)
 SERVER_SPEC = {
@@ -90,11 +93,12 @@ POLICY_SPEC = {
     "excluded_categories": (list, [], "values of category_column removed before any query"),
 }
 COLUMN_SPEC = {
-    "type": (str, REQUIRED, "'string', 'int' or 'float'"),
+    "type": (str, REQUIRED, "'string', 'int', 'float' or 'date'"),
     "values": (list, None, "public domain: every value appears in every answer"),
     "derived_from": (str, None, "date column this column is the year of"),
-    "lower": (float, None, "numeric clamp lower bound"),
-    "upper": (float, None, "numeric clamp upper bound (per row)"),
+    "lower": (float, None, "numeric clamp lower bound (a date column: its first day, "
+              "2016-01-01 or \"2016-01-01\")"),
+    "upper": (float, None, "numeric clamp upper bound (per row; a date column: its last day)"),
     "customer_total_upper": (float, None, "clamp for one customer's total within a group"),
     "quantile_candidates": (list, None, "candidate answers for quantiles/medians"),
     "resolution": (float, None, "sums count whole multiples of this (0.01 = cents): exact "
@@ -122,6 +126,7 @@ class Column:
     quantile_candidates: tuple | None = None
     resolution: float | None = None
     groups_per_customer: int | None = None
+    dates: tuple | None = None  # a date column's public (first, last) day, datetime.date
 
     @property
     def is_numeric(self) -> bool:
@@ -230,6 +235,8 @@ def _dataset(name: str, raw: Any, base: Path) -> Dataset:
 
 
 def _column(name: str, raw: Any, where: str) -> Column:
+    if isinstance(raw, dict) and raw.get("type") == "date":
+        return _date_column(name, raw, where)
     values = _section(raw, COLUMN_SPEC, where)
     for key in ("values", "quantile_candidates"):
         if values[key] is not None:
@@ -239,9 +246,52 @@ def _column(name: str, raw: Any, where: str) -> Column:
     return col
 
 
+def _date_column(name: str, raw: dict, where: str) -> Column:
+    """type = "date": public first and last days; no other keys (dates are neither summed
+    nor grouped by directly: partners group by YEAR(...), MONTH(...) of them).
+
+    The days are kept in `dates`, never in lower/upper, so no numeric code reads them."""
+    _check_keys(raw, {"type", "lower", "upper"}, where)
+    days = []
+    for key in ("lower", "upper"):
+        if key not in raw:
+            raise ConfigError(f"{where}.{key} is required for a date column: its public "
+                              f"{'first' if key == 'lower' else 'last'} day, e.g. "
+                              f"{key} = \"{'2016-01-01' if key == 'lower' else '2025-12-31'}\"")
+        days.append(_date(raw[key], f"{where}.{key}"))
+    if days[0] > days[1]:
+        raise ConfigError(f"{where}: lower ({days[0]}) is after upper ({days[1]})")
+    return Column(name=name, type="date", dates=tuple(days))
+
+
+def _date(value: Any, where: str):
+    """A TOML date (2016-01-01) or an ISO string ("2016-01-01") as a datetime.date."""
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        return value
+    day = iso_date(value) if isinstance(value, str) else None
+    if day is None:
+        raise ConfigError(f"{where}: expected a date written YYYY-MM-DD (a TOML date "
+                          f"2016-01-01 or the string \"2016-01-01\"), got {value!r}")
+    return day
+
+
+def iso_date(text: str):
+    """`text` as a datetime.date when it is exactly YYYY-MM-DD (a real day), else None.
+
+    One written form only, so a date means the same on every engine (DuckDB and
+    Spark would each read other forms their own way)."""
+    if not isinstance(text, str) or not _ISO_DATE.fullmatch(text):
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
 def _check_column(col: Column, where: str) -> None:
     if col.type not in ("string", "int", "float"):
-        raise ConfigError(f"{where}.type: expected 'string', 'int' or 'float', got {col.type!r}")
+        raise ConfigError(f"{where}.type: expected 'string', 'int', 'float' or 'date', "
+                          f"got {col.type!r}")
     if col.values is not None and len(col.values) == 0:
         raise ConfigError(f"{where}.values: a public domain needs at least one value")
     if col.lower is not None or col.upper is not None:

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import polars as pl
 
-from dpquery.config import Column, Dataset, is_uri
+from dpquery.config import Column, Dataset, is_uri, iso_date
 from dpquery.engine import prepare, prepare_spark
 from dpquery.engine.prepare import units_column
 from dpquery.errors import InvalidQuery, NotFound, PolicyViolation
 from dpquery.engine.query import Query, predicate_columns, Compare, InList, Between, And, Or, Not
 
-DTYPES = {"string": pl.String, "int": pl.Int64, "float": pl.Float64}
+DTYPES = {"string": pl.String, "int": pl.Int64, "float": pl.Float64, "date": pl.Date}
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,26 @@ def open_table(ds: Dataset, cache_dir: Path | None = None,
     remote = any(is_uri(p) for p in parts)  # prepared on cluster storage: only Spark reads it
     frame = (pl.LazyFrame(schema=_schema(ds)) if remote
              else pl.scan_parquet([str(f) for f in parts], schema=_schema(ds)))
-    return Table(ds, frame, _schema(ds), version, tuple(parts), settings, remote)
+    return Table(ds, _dates_as_text(frame, ds), _text_schema(ds), version, tuple(parts),
+                 settings, remote)
+
+
+def _dates_as_text(frame: pl.LazyFrame, ds: Dataset) -> pl.LazyFrame:
+    """Date columns as ISO text (YYYY-MM-DD) in the reference's frame.
+
+    OpenDP's plan and its conditions then read them as strings: a comparison
+    with a date literal (kept as its ISO text in the query) orders them as
+    dates, because prepare keeps every day within years 0001..9999 where ISO
+    text sorts chronologically. SQL engines read the prepared DATE and compare
+    it with the same literal, cast to DATE by the engine. polars computes this
+    only when a query reads the column (projection pushdown)."""
+    dates = [n for n, c in ds.columns.items() if c.type == "date"]
+    return frame.with_columns(pl.col(n).dt.strftime("%Y-%m-%d") for n in dates) if dates \
+        else frame
+
+
+def _text_schema(ds: Dataset) -> dict[str, pl.DataType]:
+    return {n: pl.String if t == pl.Date else t for n, t in _schema(ds).items()}
 
 
 def _schema(ds: Dataset) -> dict[str, pl.DataType]:
@@ -150,6 +169,10 @@ def check_query(query: Query, tables: dict[str, Table]) -> Table:
 
 def _check_groupable(ds: Dataset, col) -> None:
     """Public domains group freely; others only under private key selection (δ > 0)."""
+    if col.type == "date":
+        raise InvalidQuery(f"GROUP BY {col.name}: a date column has too many days to list "
+                           f"as public keys; group by a part of it, e.g. YEAR({col.name}), "
+                           f"MONTH({col.name}), QUARTER({col.name}) or DAYOFWEEK({col.name})")
     if col.is_public_key:
         return
     if ds.delta > 0 and col.type in ("string", "int"):
@@ -200,6 +223,10 @@ def _check_column(ds: Dataset, name: str, where: str) -> None:
 def _check_numeric(ds: Dataset, name: str, func: str) -> None:
     _check_column(ds, name, func)
     col = ds.columns[name]
+    if col.type == "date":
+        raise InvalidQuery(f"{func}({name}): {name!r} is a date, and {func} needs numbers; "
+                           f"use a part of it, e.g. {func}(YEAR({name})), or filter on it "
+                           f"in WHERE, e.g. {name} >= DATE '2024-01-01'")
     if col.lower is None:
         numeric = [c for c in queryable_columns(ds) if ds.columns[c].lower is not None]
         raise InvalidQuery(f"{func}({name}) needs a numeric column with declared bounds; "
@@ -229,6 +256,8 @@ def _check_literals(ds: Dataset, leaf) -> None:
     col = ds.columns[leaf.column]
     values = {Compare: lambda p: [p.value], InList: lambda p: list(p.values),
               Between: lambda p: [p.low, p.high]}[type(leaf)](leaf)
+    if col.type == "date":
+        return _check_dates(leaf.column, values)
     for v in values:
         numeric = isinstance(v, (int, float))
         if col.type == "string" and numeric or col.is_numeric and not numeric:
@@ -239,6 +268,16 @@ def _check_literals(ds: Dataset, leaf) -> None:
                                   f"(excluded: {', '.join(ds.excluded_categories)})")
     if col.values is not None and not isinstance(leaf, Between):
         _check_domain(col, values)
+
+
+def _check_dates(name: str, values: list) -> None:
+    """A date column is compared with dates written YYYY-MM-DD (quoted or DATE '...'),
+    read as that day on every engine; the value echoed is the partner's own literal."""
+    for v in values:
+        if iso_date(v) is None:
+            raise InvalidQuery(f"column {name!r} is a date; compare it with a date written "
+                               f"YYYY-MM-DD, e.g. {name} >= DATE '2024-01-01' or {name} BETWEEN "
+                               f"'2024-01-01' AND '2024-03-31' (got {v!r})")
 
 
 def _check_domain(col, values: list) -> None:
@@ -274,6 +313,8 @@ def describe(table: Table) -> dict:
             entry["groups_per_customer"] = groups_bound(ds, [name])
         if c.lower is not None:
             entry["bounds"] = [c.lower, c.upper]
+        if c.dates is not None:
+            entry["dates"] = [d.isoformat() for d in c.dates]
         if c.customer_total_upper is not None:
             entry["customer_total_upper"] = c.customer_total_upper
         cols.append(entry)

@@ -11,7 +11,10 @@ for SQL engines, derived_table.py adds the columns to an opened table.
 Nodes: `Col` (a column; as a value it enters clamped to its configured bounds),
 `Lit`, `Arith` (+ - * /), `Func` (LEAST, GREATEST, ABS, ROUND, FLOOR, CEIL,
 COALESCE, CLAMP), `Case` (WHEN <condition> THEN <value> ... ELSE <value>) and
-`Truth` (a condition as a value: 1 when it holds, else 0). Conditions are the
+`Truth` (a condition as a value: 1 when it holds, else 0) and `DatePart` (YEAR,
+QUARTER, MONTH, DAY or DOW of a date column, the day read clamped to the
+column's configured days; DOW counts ISO 8601 days, 1 = Monday .. 7 = Sunday,
+on every engine). Conditions are the
 query model's predicates (query.py), whose columns may be base or derived.
 
 Privacy: a derived column is a deterministic function of one row that leaves
@@ -123,7 +126,23 @@ class Truth:
     condition: object
 
 
-Expr = Union[Col, Lit, Arith, Func, Case, Truth]
+DATE_PARTS = ("YEAR", "QUARTER", "MONTH", "DAY", "DOW")
+
+
+@dataclass(frozen=True)
+class DatePart:
+    """A whole-number part of a date column's day (DOW: ISO 1 = Monday .. 7 = Sunday)."""
+
+    part: str
+    arg: object
+
+    def __post_init__(self):
+        if self.part not in DATE_PARTS:
+            raise InvalidQuery(f"unknown date part {self.part}; supported: "
+                               f"{', '.join(DATE_PARTS)}")
+
+
+Expr = Union[Col, Lit, Arith, Func, Case, Truth, DatePart]
 
 
 @dataclass(frozen=True)
@@ -150,6 +169,8 @@ def children(node) -> list:
         return list(node.args)
     if isinstance(node, Case):
         return [v for _c, v in node.whens] + [node.default]
+    if isinstance(node, DatePart):
+        return [node.arg]
     return []
 
 

@@ -9,11 +9,12 @@ messages. Refusals say how to write the expression so it can be proven.
 """
 from __future__ import annotations
 
+import datetime
 import itertools
 import math
 from dataclasses import dataclass
 
-from dpquery.engine.derived import Arith, Case, Col, Func, Lit, Truth
+from dpquery.engine.derived import Arith, Case, Col, DatePart, Func, Lit, Truth
 from dpquery.errors import InvalidQuery
 
 MAX_MAGNITUDE = 2 ** 53  # every bound stays exactly representable as a float and an int64
@@ -22,8 +23,9 @@ MAX_SET = 20_000         # largest value set worked out for one node (else: not 
 
 @dataclass(frozen=True)
 class Info:
-    type: str                      # "string" | "int" | "float"
-    bounds: tuple | None = None    # numeric: every value lies in [lo, hi] (None: unbounded)
+    type: str                      # "string" | "int" | "float" | "date" (a column only)
+    bounds: tuple | None = None    # numeric: every value lies in [lo, hi] (None: unbounded);
+                                   # date: the configured (first, last) day
     domain: tuple | None = None    # every value it can take, sorted (None: not listable)
 
     @property
@@ -44,6 +46,8 @@ def column_bounds(col) -> tuple | None:
 
 def column_info(col) -> Info:
     """A configured column read as a value."""
+    if col.type == "date":
+        return Info("date", col.dates, None)
     if not col.is_numeric:
         return Info("string", None, tuple(sorted(col.values)) if col.values else None)
     bounds = column_bounds(col)
@@ -67,13 +71,22 @@ def analyse(expr, lookup) -> Info:
         return _arith(expr, analyse(expr.left, lookup), analyse(expr.right, lookup))
     if isinstance(expr, Func):
         return _func(expr, [analyse(a, lookup) for a in expr.args], lookup)
+    if isinstance(expr, DatePart):
+        return date_part(expr, analyse(expr.arg, lookup))
     if isinstance(expr, Case):
         return _common("CASE", [analyse(v, lookup) for _c, v in expr.whens]
                        + [analyse(expr.default, lookup)])
     raise InvalidQuery("unsupported row-level expression")
 
 
+DATE_HINT = ("use a whole-number part of it, YEAR(d), QUARTER(d), MONTH(d), DAY(d) or "
+             "DAYOFWEEK(d), or compare it with a date in a condition, e.g. CASE WHEN d >= "
+             "DATE '2024-01-01' THEN ...")
+
+
 def _numbers(what: str, infos: list[Info]) -> None:
+    if any(i.type == "date" for i in infos):
+        raise InvalidQuery(f"{what} cannot compute with a date column itself; {DATE_HINT}")
     if not all(i.numeric for i in infos):
         raise InvalidQuery(f"{what} computes with numbers; a text column or quoted string "
                            "cannot be used there (compare text with = or IN inside CASE WHEN)")
@@ -185,6 +198,8 @@ def round_half_away(x) -> int:
 
 def _common(what: str, infos: list[Info]) -> Info:
     """CASE branches or COALESCE arguments: one type, the union of bounds and values."""
+    if any(i.type == "date" for i in infos):
+        _numbers(what, infos)
     if len({i.numeric for i in infos}) != 1:
         raise InvalidQuery(f"{what} mixes text and numbers; make every branch text (quoted) "
                            "or every branch a number")
@@ -213,3 +228,39 @@ def _combine(fn, domains: list) -> tuple | None:
 def _int_range(lo, hi) -> tuple | None:
     lo, hi = math.ceil(lo), math.floor(hi)
     return tuple(range(lo, hi + 1)) if hi - lo + 1 <= MAX_SET else None
+
+
+def date_part(node: DatePart, x: Info) -> Info:
+    """A part of a date column: whole numbers whose values follow from its configured days
+    (the day is clamped to them first), e.g. MONTH over days within one year lists only
+    the months those days cover."""
+    if x.type != "date":
+        raise InvalidQuery(f"{node.part}(...) needs a date column (GET /v1/datasets lists "
+                           f"each column's type); this one reads a {x.type} value")
+    first, last = x.bounds
+    days = (last - first).days
+    if node.part == "YEAR":
+        domain = tuple(range(first.year, last.year + 1))
+    elif node.part in ("MONTH", "QUARTER"):
+        months = _months(first, last)
+        domain = tuple(sorted({(m - 1) // 3 + 1 for m in months} if node.part == "QUARTER"
+                              else months))
+    elif node.part == "DAY":
+        domain = _over_days(first, days, 31, lambda d: d.day, range(1, 32))
+    else:
+        domain = _over_days(first, days, 7, lambda d: d.isoweekday(), range(1, 8))
+    return Info("int", (domain[0], domain[-1]), domain)
+
+
+def _months(first, last) -> set:
+    span = (last.year - first.year) * 12 + last.month - first.month
+    if span >= 11:
+        return set(range(1, 13))
+    return {(first.month - 1 + i) % 12 + 1 for i in range(span + 1)}
+
+
+def _over_days(first, days: int, period: int, part, every) -> tuple:
+    """The part's values over the days first .. first + days (all of `every` past a period)."""
+    if days >= period:
+        return tuple(every)
+    return tuple(sorted({part(first + datetime.timedelta(d)) for d in range(days + 1)}))

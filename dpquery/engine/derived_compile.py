@@ -10,7 +10,12 @@ aggregates of every engine stay identical (tests/test_derived_engines.py):
 - literals and results carry explicit types (BIGINT, DOUBLE, text); `/`
   divides doubles; FLOOR, CEIL and ROUND(x) give whole numbers, ROUND rounding
   halves away from zero as DuckDB and Spark do;
-- SQL inlines a derived column that another one reads (no alias references).
+- SQL inlines a derived column that another one reads (no alias references);
+- a date part reads the day clamped to the column's configured days (the
+  reference's frame holds dates as ISO text, catalog.open_table; SQL engines
+  the prepared DATE); DOW is ISO (1 = Monday .. 7 = Sunday) everywhere,
+  computed in SQL from the days since a Monday, since each dialect numbers
+  DAYOFWEEK its own way (DuckDB 0 = Sunday, Spark 1 = Sunday).
 
 Polars materialises them with `with_columns` on the table's LazyFrame, one
 stage per column in definition order; SQL engines read
@@ -23,7 +28,7 @@ import polars as pl
 from sqlglot import exp
 
 from dpquery.engine import frames
-from dpquery.engine.derived import Arith, Case, Col, Func, Lit, Truth
+from dpquery.engine.derived import Arith, Case, Col, DatePart, Func, Lit, Truth
 from dpquery.engine.derived_bounds import column_bounds
 from dpquery.engine.engines import sqlplan
 
@@ -55,6 +60,8 @@ def to_polars(expr, columns: dict) -> pl.Expr:
         return {"+": left.__add__, "-": left.__sub__, "*": left.__mul__}[expr.op](right)
     if isinstance(expr, Func):
         return _func_polars(expr, [to_polars(a, columns) for a in expr.args])
+    if isinstance(expr, DatePart):
+        return _date_part_polars(expr, columns)
     if isinstance(expr, Truth):
         return pl.when(frames.predicate_expr(expr.condition)).then(pl.lit(1, pl.Int64)) \
             .otherwise(pl.lit(0, pl.Int64))
@@ -64,6 +71,16 @@ def to_polars(expr, columns: dict) -> pl.Expr:
     for cond, value in expr.whens:
         chain = chain.when(frames.predicate_expr(cond)).then(to_polars(value, columns))
     return chain.otherwise(to_polars(expr.default, columns))
+
+
+_POLARS_PARTS = {"YEAR": "year", "QUARTER": "quarter", "MONTH": "month", "DAY": "day",
+                 "DOW": "weekday"}  # polars' weekday is ISO: 1 = Monday
+
+
+def _date_part_polars(node: DatePart, columns: dict) -> pl.Expr:
+    first, last = columns[node.arg.name].dates
+    day = pl.col(node.arg.name).str.to_date("%Y-%m-%d").clip(pl.lit(first), pl.lit(last))
+    return getattr(day.dt, _POLARS_PARTS[node.part])().cast(pl.Int64)
 
 
 def _lit_polars(value) -> pl.Expr:
@@ -149,6 +166,8 @@ def to_sql(expr, columns: dict) -> exp.Expression:
         return exp.Paren(this=node(this=left, expression=right))
     if isinstance(expr, Func):
         return _func_sql(expr, [to_sql(a, columns) for a in expr.args])
+    if isinstance(expr, DatePart):
+        return _date_part_sql(expr, columns)
     if isinstance(expr, Truth):
         return exp.Case(ifs=[exp.If(this=sqlplan.predicate(expr.condition), true=_lit_sql(1))],
                         default=_lit_sql(0))
@@ -156,6 +175,27 @@ def to_sql(expr, columns: dict) -> exp.Expression:
         raise TypeError(f"not a derived expression: {type(expr).__name__}")
     ifs = [exp.If(this=sqlplan.predicate(c), true=to_sql(v, columns)) for c, v in expr.whens]
     return exp.Case(ifs=ifs, default=to_sql(expr.default, columns))
+
+
+_SQL_PARTS = {"YEAR": exp.Year, "QUARTER": exp.Quarter, "MONTH": exp.Month, "DAY": exp.Day}
+_MONDAY = "1970-01-05"
+
+
+def _date_part_sql(node: DatePart, columns: dict) -> exp.Expression:
+    first, last = (_date_sql(d.isoformat()) for d in columns[node.arg.name].dates)
+    day = exp.Least(this=exp.Greatest(this=sqlplan.col(node.arg.name), expressions=[first]),
+                    expressions=[last])
+    if node.part in _SQL_PARTS:
+        return exp.Cast(this=_SQL_PARTS[node.part](this=day), to=exp.DataType.build("BIGINT"))
+    since = exp.DateDiff(this=day, expression=_date_sql(_MONDAY), unit=exp.var("DAY"))
+    week = exp.Mod(this=exp.Paren(this=exp.Add(this=exp.Mod(this=since, expression=_lit_sql(7)),
+                                               expression=_lit_sql(7))),
+                   expression=_lit_sql(7))
+    return exp.Paren(this=exp.Add(this=exp.Paren(this=week), expression=_lit_sql(1)))
+
+
+def _date_sql(iso: str) -> exp.Expression:
+    return exp.Cast(this=exp.Literal.string(iso), to=exp.DataType.build("DATE"))
 
 
 def _lit_sql(value) -> exp.Expression:

@@ -34,7 +34,8 @@ import math
 from dpquery.config import Column
 from dpquery.engine import catalog
 from dpquery.engine import derived_bounds, derived_compile
-from dpquery.engine.derived import Col, Derived, all_conditions, columns as expr_columns
+from dpquery.engine.derived import (Col, DatePart, Derived, all_conditions, children,
+                                    columns as expr_columns)
 from dpquery.engine.prepare import units_column
 from dpquery.errors import InvalidQuery, PolicyViolation
 
@@ -49,6 +50,9 @@ def extend(table, query):
         _check_name(ds, d.name)
         _check_reads(ds, cols, infos, d)
         info = derived_bounds.analyse(d.expr, lambda n: _info(cols, infos, n))
+        if info.type == "date":
+            raise InvalidQuery(f"the expression {d.name!r} is a date column itself; "
+                               f"{derived_bounds.DATE_HINT}")
         infos[d.name] = info
         if d.name in query.group_by:
             _check_groupable(ds, d.name, info)
@@ -173,4 +177,21 @@ def notes(query) -> list[str]:
             "their configured bounds, and their own bounds and values come from "
             "configuration. Rows with a null in a declared column were dropped when the "
             "dataset was prepared, so no row is dropped for nulls here and COALESCE keeps "
-            "its first argument."]
+            "its first argument." + _dates_note(query)]
+
+
+def _dates_note(query) -> str:
+    parts = {n.part for d in query.derived for n in _nodes(d.expr) if isinstance(n, DatePart)}
+    if not parts:
+        return ""
+    dow = " Days of the week are ISO 8601: 1 = Monday .. 7 = Sunday." if "DOW" in parts else ""
+    return (" Date parts read each day clamped to the column's configured first and last "
+            "day." + dow)
+
+
+def _nodes(expr):
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(children(node))

@@ -40,7 +40,8 @@ from dpquery.config import Dataset
 from dpquery.errors import ConfigError
 
 ROW_RANK = "_row_rank"
-SQL_TYPES = {"string": "VARCHAR", "int": "BIGINT", "float": "DOUBLE"}
+SQL_TYPES = {"string": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "date": "DATE"}
+DAYS = ("0001-01-01", "9999-12-31")  # every engine's DATE holds these; ISO text orders as dates
 ROWS_PER_BUCKET = 25_000_000  # ranked in memory at once (DuckDB spills beyond its limit)
 
 
@@ -170,10 +171,23 @@ def _typed_columns(ds: Dataset) -> list[exp.Expression]:
     for name, col in ds.columns.items():
         source = exp.func("year", _col(col.derived_from)) if col.derived_from else _col(name)
         typed = exp.cast(source, SQL_TYPES[col.type])
+        if col.type == "date":
+            typed = _within_days(typed)
         out.append(exp.alias_(typed, name, quoted=True))
         if col.resolution:
             out.append(exp.alias_(_units(name, col), units_column(name), quoted=True))
     return out
+
+
+def _within_days(day: exp.Expression) -> exp.Expression:
+    """A date kept within years 0001..9999 (a later or earlier day becomes the nearest end).
+
+    DuckDB holds days outside that range and Spark does not; within it, every
+    engine's DATE and the reference's ISO text (catalog.open_table) order the
+    same way, so a comparison with a date literal keeps the same rows
+    everywhere. Date parts clamp to the column's configured days anyway."""
+    lo, hi = (exp.cast(exp.Literal.string(d), "DATE") for d in DAYS)
+    return exp.func("least", exp.func("greatest", day, lo), hi)
 
 
 def _units(name: str, col) -> exp.Expression:
@@ -192,7 +206,8 @@ def _units(name: str, col) -> exp.Expression:
 
 
 def _raw_columns(ds: Dataset) -> list[str]:
-    return [c.derived_from or n for n, c in ds.columns.items()]
+    """Each source column once (a date column and the year derived from it read one)."""
+    return list(dict.fromkeys(c.derived_from or n for n, c in ds.columns.items()))
 
 
 def _output_columns(ds: Dataset) -> list[str]:

@@ -321,8 +321,11 @@ def _number(node, text: str) -> float:
 
 
 def _literal(node, text: str):
+    from dpquery.engine.sql_derived import date_literal  # DATE '2024-01-01': its ISO text
     if isinstance(node, exp.Literal) and node.is_string:
         return node.this
+    if date_literal(node, text) is not None:
+        return node.this.this
     if isinstance(node, exp.Boolean):
         raise _node_error(text, node, "columns hold text or numbers: compare them with a "
                           "quoted string or a number, not TRUE/FALSE")
@@ -393,7 +396,8 @@ def _compare(node, op: str, text: str) -> Compare:
 def _is_literal(node) -> bool:
     while isinstance(node, exp.Neg):
         node = node.this
-    return isinstance(node, (exp.Literal, exp.Boolean, exp.Null))
+    return isinstance(node, (exp.Literal, exp.Boolean, exp.Null)) or \
+        isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.to.is_type("date")
 
 
 def _in(node: exp.In, text: str, negated: bool = False) -> InList:

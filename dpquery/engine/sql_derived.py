@@ -20,7 +20,9 @@ import contextvars
 
 from sqlglot import exp
 
-from dpquery.engine.derived import FUNCTIONS, MAX_DERIVED, Arith, Case, Col, Derived, Func, Lit, Truth
+from dpquery.config import iso_date
+from dpquery.engine.derived import (FUNCTIONS, MAX_DERIVED, Arith, Case, Col, DatePart, Derived,
+                                    Func, Lit, Truth)
 from dpquery.errors import InvalidQuery
 
 MAX_DEPTH = 64  # nested operators and functions in one expression (as deep as MAX_NODES allows)
@@ -30,9 +32,14 @@ _FUNCS = {exp.Least: "LEAST", exp.Greatest: "GREATEST", exp.Abs: "ABS", exp.Floo
           exp.Ceil: "CEIL", exp.Round: "ROUND", exp.Coalesce: "COALESCE"}
 _CONDITIONS = (exp.And, exp.Or, exp.Not, exp.In, exp.Between, exp.EQ, exp.NEQ, exp.LT, exp.LTE,
                exp.GT, exp.GTE)
-_DATES = (exp.Year, exp.Month, exp.Day, exp.Extract, exp.Quarter, exp.Week, exp.DayOfWeek)
+# Date parts of a date column; every day-of-week spelling reads ISO 1 = Monday .. 7 = Sunday
+_DATES = {exp.Year: "YEAR", exp.Quarter: "QUARTER", exp.Month: "MONTH", exp.Day: "DAY",
+          exp.DayOfMonth: "DAY", exp.DayOfWeek: "DOW", exp.DayOfWeekIso: "DOW"}
+_EXTRACT = {"YEAR": "YEAR", "QUARTER": "QUARTER", "MONTH": "MONTH", "DAY": "DAY",
+            "DOW": "DOW", "ISODOW": "DOW", "DAYOFWEEK": "DOW"}
+DATE_FUNCTIONS = "YEAR, QUARTER, MONTH, DAY, DAYOFWEEK (1 = Monday .. 7 = Sunday), EXTRACT"
 SUPPORTED = ("CASE WHEN ... THEN ... ELSE ... END, + - * /, " + ", ".join(FUNCTIONS)
-             + ", comparisons as 1/0")
+             + f", comparisons as 1/0, date parts {DATE_FUNCTIONS}")
 
 
 class Collection:
@@ -111,11 +118,8 @@ class Collection:
                 return Func(name, tuple(sub(a) for a in args))
         if isinstance(node, exp.Anonymous) and node.name.upper() == "CLAMP":
             return Func("CLAMP", tuple(sub(a) for a in node.expressions))
-        if isinstance(node, _DATES):
-            raise _error(self.text, node, "date parts (YEAR, MONTH, EXTRACT) need a date "
-                         "column, and this dataset publishes none: dates appear only as "
-                         "columns with public values (see GET /v1/datasets), e.g. a year "
-                         "column; filter and group by those")
+        if isinstance(node, (*_DATES, exp.Extract)):
+            return self._date_part(node, sub)
         if isinstance(node, exp.Null):
             raise _error(self.text, node, "NULL is not supported in expressions; use a value")
         if isinstance(node, (exp.AggFunc, exp.WithinGroup)):
@@ -125,6 +129,31 @@ class Collection:
         name = node.name.upper() if isinstance(node, exp.Anonymous) else node.key.upper()
         raise _error(self.text, node, f"{name} is not supported in a row-level expression; "
                      f"supported: {SUPPORTED}")
+
+
+    def _date_part(self, node, sub) -> DatePart:
+        """YEAR(d), EXTRACT(MONTH FROM d), ...: the argument is checked to be a date column
+        where its type is known (derived_bounds.date_part)."""
+        if isinstance(node, exp.Extract):
+            part = _EXTRACT.get(node.name.upper())
+            if part is None:
+                raise _error(self.text, node, f"EXTRACT({node.name.upper()} FROM ...) is not "
+                             "supported; date parts: YEAR, QUARTER, MONTH, DAY, DOW (ISO: "
+                             "1 = Monday .. 7 = Sunday)")
+            return DatePart(part, sub(node.expression))
+        return DatePart(next(p for cls, p in _DATES.items() if type(node) is cls), sub(node.this))
+
+
+def date_literal(node, text: str) -> str | None:
+    """DATE 'YYYY-MM-DD' (or CAST('...' AS DATE), '...'::date) as its ISO text; None when
+    `node` is not a date literal. Any other written date is refused with the form to use."""
+    if not (isinstance(node, exp.Cast) and node.to.is_type(exp.DataType.Type.DATE)
+            and isinstance(node.this, exp.Literal) and node.this.is_string):
+        return None
+    if iso_date(node.this.this) is None:
+        raise _error(text, node.this, f"{node.this.this!r} is not a date written YYYY-MM-DD; "
+                     "write e.g. DATE '2024-01-01'")
+    return node.this.this
 
 
 def _is_number(node) -> bool:
