@@ -155,3 +155,11 @@ def test_squares_noise_fits_its_law_on_the_engine(tiny, measure, monkeypatch):
     residual = out["v.sq"].to_numpy().astype(np.float64) - truth
     assert st.kstest(residual, law(scale=sp.param).cdf).pvalue > P_FLOOR
     assert st.kstest(residual, law(scale=2 * sp.param).cdf).pvalue < P_FLOOR
+
+
+def test_a_squares_cell_belongs_to_a_rows_part_only():
+    """`sensitivity` counts a customers part's cells per group (1 or T): no square there."""
+    sq = bounded.Cell("v.sq", "sq", "amount__units", (0, 10000), 5000)
+    bounded.Part("rows", "customer_id", (), None, (sq,), 200, None)
+    with pytest.raises(ValueError, match="customers part computes len, flag, total"):
+        bounded.Part("customers", "customer_id", (), None, (sq,), 200, None)

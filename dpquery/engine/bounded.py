@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from dpquery.engine.query import Predicate
 
 CELL_KINDS = ("len", "sum", "sq", "flag", "total")
+SHAPE_KINDS = {"rows": ("len", "sum", "sq"), "customers": ("len", "flag", "total")}
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,10 @@ class Part:
     max_groups: int = 1         # customers: the most groups a customer can reach
 
     def __post_init__(self):
-        if self.shape not in ("rows", "customers"):
+        if self.shape not in SHAPE_KINDS:
             raise ValueError(f"engines compute rows and customers shapes, not {self.shape!r}")
+        if any(c.kind not in SHAPE_KINDS[self.shape] for c in self.cells):  # see `sensitivity`
+            raise ValueError(f"a {self.shape} part computes {', '.join(SHAPE_KINDS[self.shape])} cells")
 
 
 def sensitivity(part: Part, cell: Cell, norm: str) -> float:
