@@ -111,8 +111,8 @@ def test_a_float_column_without_resolution_stays_on_the_reference(table):
     ds = dataclasses.replace(table.dataset, columns={**table.dataset.columns, "amount": col})
     plan = plan_of(dataclasses.replace(table, dataset=ds), sql_of(SPREAD, "", "region"))
     assert plan.bounded == [None]
-    assert any("a runs on the OpenDP polars path" in n and "has no `resolution`" in n
-               for n in plan.notes)
+    assert any("a runs on the OpenDP polars path" in n and "have no `resolution`" in n
+               and "for amount in config.toml" in n for n in plan.notes)
     rows = execute.answer_rows(plan, execute.release(plan))
     assert len(rows) == 12 and all(r["a_ci_low"] <= r["a_ci_high"] for r in rows)
 
@@ -163,3 +163,16 @@ def test_a_squares_cell_belongs_to_a_rows_part_only():
     bounded.Part("rows", "customer_id", (), None, (sq,), 200, None)
     with pytest.raises(ValueError, match="customers part computes len, flag, total"):
         bounded.Part("customers", "customer_id", (), None, (sq,), 200, None)
+
+
+def test_row_level_expressions_with_units_run_on_the_engine_and_others_say_why(table):
+    """A whole-number or one-column selection keeps integer units (derived columns); a
+    fractional expression stays on the reference, and its note names no config key."""
+    for expr in ("CASE WHEN category = 'snacks' THEN amount ELSE 0 END", "year - 2016"):
+        plan = plan_of(table, f"SELECT region, VAR_SAMP({expr}) AS a FROM purchases GROUP BY region")
+        part = plan.bounded[0]
+        assert exact("polars", plan.table, part).equals(exact("duckdb", plan.table, part)), expr
+    plan = plan_of(table, "SELECT region, STDDEV(amount * 2) AS a FROM purchases GROUP BY region")
+    assert plan.bounded == [None]
+    note = next(n for n in plan.notes if "polars path" in n)
+    assert "row-level expression" in note and "config.toml" not in note

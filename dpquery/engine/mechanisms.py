@@ -140,14 +140,17 @@ def spread_note(agg: Aggregate, table: Table) -> str | None:
         return None
     col = table.dataset.columns[agg.column]
     if not col.resolution:
-        why = "it has no `resolution`"
+        why = "its values have no `resolution`"
     elif not square_fits(summable(col)[1], table.dataset.max_rows):
         why = "its squared values in units of its `resolution` could overflow a 64-bit sum over max_rows rows"
     else:
         return None
-    return (f"{agg.alias} runs on the OpenDP polars path, not the {table.engine} engine: {why}; "
-            f"declare a `resolution` (or tighter bounds) for {agg.column} in config.toml to run it "
-            "on the engine.")
+    if any(d.name == agg.column for d in table.derived):
+        fix = ("a row-level expression has one when it is a whole number or selects one column "
+               "that has one (CASE WHEN ... THEN amount ELSE 0 END)")
+    else:
+        fix = f"declare a `resolution` (or tighter bounds) for {agg.column} in config.toml"
+    return f"{agg.alias} runs on the OpenDP polars path, not the {table.engine} engine: {why}; {fix}."
 
 
 def summable(col):

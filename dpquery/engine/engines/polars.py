@@ -38,7 +38,10 @@ def _row_expr(cell: Cell) -> pl.Expr:
     if cell.kind == "len":
         return pl.len().alias(cell.name)
     value = _clamped(cell) - cell.center
-    return (value * value if cell.kind == "sq" else value).sum().alias(cell.name)
+    if cell.kind == "sq":  # in 64 bits (an Int32 column's square would wrap)
+        value = value.cast(pl.Int64)
+        value = value * value
+    return value.sum().alias(cell.name)
 
 
 def _pre_expr(cell: Cell) -> pl.Expr | None:

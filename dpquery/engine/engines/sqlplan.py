@@ -48,7 +48,8 @@ def _row_agg(cell: Cell) -> exp.Expression:
         return exp.Count(this=exp.Star())
     value = exp.Sub(this=_clamp(col(cell.column), cell.bounds), expression=_num(cell.center))
     if cell.kind == "sq":  # 64-bit products and sums: mechanisms.square_fits checked the bound
-        value = exp.Mul(this=exp.Paren(this=value), expression=exp.Paren(this=value.copy()))
+        value = _bigint(value)  # an INTEGER column's square would overflow 32 bits
+        value = exp.Mul(this=value, expression=value.copy())
     return _bigint(exp.Sum(this=value))
 
 
