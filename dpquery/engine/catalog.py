@@ -132,9 +132,9 @@ def check_engine_reach(table: Table, needs_reference: bool) -> None:
     if table.remote and needs_reference:
         raise InvalidQuery(
             f"dataset {table.name!r} is prepared on the Spark cluster, which answers COUNT, "
-            "COUNT(DISTINCT), SUM and AVG of columns with a `resolution`, and PURCHASE_RATE, "
-            "grouped by columns with public values; quantiles, sums of other columns and "
-            "groups without public values are not available on it")
+            "COUNT(DISTINCT), SUM, AVG, VARIANCE and STDDEV of columns with a `resolution`, "
+            "and PURCHASE_RATE, grouped by columns with public values; quantiles, sums of "
+            "other columns and groups without public values are not available on it")
 
 
 def queryable_columns(ds: Dataset) -> list[str]:
