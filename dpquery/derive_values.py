@@ -8,7 +8,7 @@ the request only, never on released values.
 """
 from __future__ import annotations
 
-from dpquery.engine import intervals, plan as planner
+from dpquery.engine import accuracy_plan, intervals
 from dpquery.engine.query import AccuracyTarget
 from dpquery.present import amount_json, spend_amount
 
@@ -52,7 +52,7 @@ def limit_for(plan, alias: str, strictly: bool = False):
     """
     budget = plan.request.budget
     assumed = getattr(budget, "assumed_group_size", None)
-    fresh = planner.expected_halfwidth(plan, alias, assumed)
+    fresh = accuracy_plan.expected_halfwidth(plan, alias, assumed)
     if strictly:
         return lambda width: width is not None and width < fresh * (1 - 1e-4)
     bound = fresh * (1 + ROUNDING)
@@ -79,10 +79,10 @@ def scales_ok(laws: dict, plan, alias: str, strictly: bool) -> bool:
 def ratio_width(num: intervals.Noise, den: intervals.Noise, plan, alias: str,
                 centre: float | None = None) -> float:
     """The half-width a ratio's interval has under these released laws, for groups of
-    the size the request assumes (as planner.expected_halfwidth for a fresh answer).
+    the size the request assumes (as accuracy_plan.expected_halfwidth for a fresh answer).
     `centre`: what the numerator's values were summed minus (default: the fresh plan's)."""
     agg = next(a for a in plan.request.query.aggregates if a.alias == alias)
-    size = planner.group_size(agg.kind, getattr(plan.request.budget, "assumed_group_size", None))
+    size = accuracy_plan.group_size(agg.kind, getattr(plan.request.budget, "assumed_group_size", None))
     magnitude = 1.0
     if agg.kind == "avg":
         if centre is None:

@@ -19,7 +19,7 @@ from fractions import Fraction
 from budget.amounts import Amount
 from budget.ledger import Ledger
 from dpquery import derive
-from dpquery.engine import autobound, catalog, execute, plan as planner, postprocess
+from dpquery.engine import accuracy_plan, autobound, catalog, execute, plan as planner, postprocess
 from dpquery.config import Settings
 from dpquery.deadline import call_within
 from dpquery.errors import IdempotencyConflict, NotFound, QueryInterrupted
@@ -287,8 +287,8 @@ def _aggregate_info(plan, agg) -> dict:
         info["clamp"] = [col.lower, col.upper]
     if agg.kind != "quantile":
         assumed = getattr(plan.request.budget, "assumed_group_size", None)
-        width = planner.expected_halfwidth(plan, agg.alias, assumed)
+        width = accuracy_plan.expected_halfwidth(plan, agg.alias, assumed)
         info["expected_halfwidth"] = width if math.isfinite(width) else None
         if agg.kind in planner.RATIOS:
-            info["expected_halfwidth_for_group_size"] = planner.group_size(agg.kind, assumed)
+            info["expected_halfwidth_for_group_size"] = accuracy_plan.group_size(agg.kind, assumed)
     return info

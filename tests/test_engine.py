@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from dpquery.engine import catalog, execute, plan as planner
+from dpquery.engine import accuracy_plan, catalog, execute, plan as planner
 from dpquery.errors import AccuracyUnreachable, DPQueryError, InvalidQuery, InvalidRequest
 from dpquery.engine.request import parse_body
 
@@ -66,10 +66,10 @@ def test_accuracy_target_finds_the_least_spend(tables):
     request = parse_body(body)
     table = catalog.check_query(request.query, tables)
     plan = planner.build(request, table)
-    width = planner.expected_halfwidth(plan, "customers")
+    width = accuracy_plan.expected_halfwidth(plan, "customers")
     assert width <= 30
     smaller = planner._plan(request, table, plan.cost * 0.95)
-    assert planner.expected_halfwidth(smaller, "customers") > 30
+    assert accuracy_plan.expected_halfwidth(smaller, "customers") > 30
 
 
 def test_avg_accuracy_assumes_a_number_of_purchases(tables):
@@ -77,7 +77,7 @@ def test_avg_accuracy_assumes_a_number_of_purchases(tables):
             "accuracy": {"within": 2.0, "assumed_group_size": 100000}}
     request = parse_body(body)
     plan = planner.build(request, catalog.check_query(request.query, tables))
-    assert planner.expected_halfwidth(plan, "m", 100000) <= 2.0
+    assert accuracy_plan.expected_halfwidth(plan, "m", 100000) <= 2.0
     with pytest.raises(AccuracyUnreachable, match="for groups of 10,000 rows"):
         body["accuracy"] = {"within": 2.0}
         request = parse_body(body)

@@ -137,7 +137,7 @@ def peer_sensitivity(peer: str, agg: str, grouped: bool) -> tuple[float, float |
 def peer_halfwidth(peer: str, agg: str, grouped: bool, eps: float) -> float:
     """95% half-width under Laplace noise; ratios: numerator and denominator at ε/2
     each, each bound at α/2, for groups of the target's assumed size (same
-    formula as dpquery.engine.plan.expected_halfwidth)."""
+    formula as dpquery.engine.accuracy_plan.expected_halfwidth)."""
     d_num, d_den, mag = peer_sensitivity(peer, agg, grouped)
     if d_den is None:
         return d_num / eps * math.log(1 / ALPHA)
