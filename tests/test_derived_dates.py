@@ -232,11 +232,11 @@ def test_removing_one_customer_moves_each_aggregate_by_at_most_its_sensitivity(
 
 
 def test_no_day_in_the_data_makes_the_engines_differ(tmp_path):
-    """Days before and after the configured ones, and past year 9999 (DuckDB holds them,
-    Spark does not): prepare keeps days within 0001..9999, date parts clamp to the
+    """Days before and after the configured ones, past year 9999 (DuckDB holds them, Spark
+    does not) and null: rows with a null day are dropped when prepared; prepare keeps days within 0001..9999, date parts clamp to the
     configured days, and the reference and DuckDB keep the same rows and parts."""
     days = [D(2015, 12, 31), D(2016, 1, 1), D(2020, 2, 29), D(2025, 12, 31), D(2026, 1, 1),
-            D(1, 1, 1), D(9999, 12, 31), D(1970, 1, 4), D(1969, 12, 29)]
+            D(1, 1, 1), D(9999, 12, 31), D(1970, 1, 4), D(1969, 12, 29), None]
     n = 360
     frame = pl.DataFrame({"customer_id": [i % 30 for i in range(n)], "opted_in": [True] * n,
                           "region": ["Wayne"] * n, "age_band": ["18-24"] * n,
@@ -247,6 +247,8 @@ def test_no_day_in_the_data_makes_the_engines_differ(tmp_path):
     _with_far_days(tmp_path / "data" / "p.parquet", tmp_path / "data" / "far.parquet")
     settings = make_settings(tmp_path, tmp_path / "data", engine="duckdb")
     odd = catalog.open_table(settings.datasets["purchases"], tmp_path / "prep", settings.engine)
+    kept = pl.scan_parquet([str(f) for f in odd.files]).select(pl.len()).collect().item()
+    assert kept == n - n // len(days) + 40  # rows with a null day are dropped; far.parquet's kept
     for sql in QUERIES[:4] + [
             "SELECT YEAR(purchased_on) AS y, COUNT(*) AS n FROM purchases "
             "WHERE purchased_on >= '9999-12-31' OR purchased_on < '1000-01-01' GROUP BY y"]:
