@@ -323,7 +323,9 @@ def describe(table: Table) -> dict:
         "measure": ds.measure, "max_epsilon_per_query": ds.max_epsilon_per_query,
         "max_groups": ds.max_groups, "columns": cols,
         "bounds": {"rows_per_customer": ds.rows_per_customer,
-                   "groups_per_customer": ds.groups_per_customer},
+                   "groups_per_customer": ds.groups_per_customer,
+                   "auto": ds.auto_bounds,
+                   **({"auto_share": ds.auto_share} if ds.auto_bounds else {})},
         "policy": {"excluded_columns": list(ds.excluded_columns),
                    "excluded_categories": list(ds.excluded_categories),
                    "consent": f"only customers with {ds.consent_column} = true"

@@ -87,7 +87,7 @@ def _form_defaults() -> dict:
     datasets = deps().service.datasets()
     first = datasets[0] if datasets else None
     return {"dataset": first["name"] if first else "", "sql": example_sql(first)[0][1] if first else "",
-            "mode": "spend",
+            "mode": "spend", "auto_bounds": "",
             "spend": "0.5", "within": "", "confidence": "0.95", "purpose": ""}
 
 
@@ -157,8 +157,11 @@ def _body(form: dict) -> dict:
         return {"sql": form["sql"], "confidence": confidence,
                 "accuracy": {"within": within, "confidence": confidence}}
     name = fmt.component(measure)
-    return {"sql": form["sql"], "confidence": confidence,
+    body = {"sql": form["sql"], "confidence": confidence,
             name: _number(form["spend"], f"The privacy spend ({fmt.SYMBOLS[name]})")}
+    if form.get("auto_bounds") == "on":
+        body["bounds"] = "auto"
+    return body
 
 
 def _number(text: str, what: str) -> float:

@@ -168,6 +168,15 @@ def test_accuracy_target_preview(client, stack):
     assert "nothing was charged" in page and "Running this query costs" in page
 
 
+def test_the_console_can_ask_for_the_row_bound_to_be_chosen(client, stack):
+    login(client, stack.partner_key)
+    assert "Choose the row bound for this query" in text(client.get("/console"))
+    response = ask(client, "run", auto_bounds="on")
+    assert response.status_code == 302
+    page = text(client.get(response.location))
+    assert "Row bound chosen for this query:" in page and "rows per customer" in page
+
+
 def test_run_charges_and_shows_table_chart_and_csv(client, stack):
     login(client, stack.partner_key)
     response = ask(client, "run")
