@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from dpquery.engine import sql as base
+from dpquery.engine import sql as base, sql_aggregates
 from dpquery.engine.outputs import Arith, Const, Output, Ref
 from dpquery.engine.query import Aggregate, And, Between, Compare, InList, Not, Or, OrderBy
 
@@ -117,7 +117,7 @@ class _Reader:
                 self.shape.needs_select = True
             return self._named(node, Output(alias or group, Ref(group)))
         if _is_aggregate(node):
-            agg = self._add(base._aggregate(node, alias, self.unit, self.text), explicit=True,
+            agg = self._add(sql_aggregates.aggregate(node, alias, self.unit, self.text), explicit=True,
                             named=alias is not None)
             return self._named(node, Output(agg.alias, Ref(agg.alias)))
         if node.sql() in self.grouped:  # a grouped row-level expression
@@ -138,7 +138,7 @@ class _Reader:
                 return g
         raise base._node_error(self.text, node, f"column {node.name!r} is selected but not "
                                f"aggregated: add it to GROUP BY or wrap it in an aggregate "
-                               f"({base.FUNCTIONS})")
+                               f"({sql_aggregates.FUNCTIONS})")
 
     def expression(self, node):
         """Arithmetic on aggregates and constants (an output column's value)."""
@@ -157,13 +157,13 @@ class _Reader:
         if isinstance(node, exp.Null):
             raise base._node_error(self.text, node, "NULL is not supported as a value here")
         if _is_aggregate(node):
-            return Ref(self._add(base._aggregate(node, None, self.unit, self.text)).alias)
+            return Ref(self._add(sql_aggregates.aggregate(node, None, self.unit, self.text)).alias)
         if isinstance(node, exp.Column):
             raise base._node_error(self.text, node, f"column {node.name!r} in an output "
                                    "expression: outputs compute with aggregates, constants and "
                                    "grouped columns, e.g. SUM(x) / COUNT(*). Put a row-level "
                                    "expression inside an aggregate (SUM(x * 2)) or GROUP BY it")
-        return base._aggregate(node, None, self.unit, self.text)  # raises: unknown function
+        return sql_aggregates.aggregate(node, None, self.unit, self.text)  # raises: unknown function
 
     def _add(self, agg: Aggregate, explicit: bool = False, named: bool = False) -> Aggregate:
         """Register an aggregate: a repeat of one already released reuses it.
@@ -203,7 +203,7 @@ class _Reader:
             raise base._node_error(self.text, node, f"ORDER BY {pos} is not a position in the "
                                    f"select list (1 to {len(self.shape.outputs)})")
         if _is_aggregate(node):
-            return self._add(base._aggregate(node, None, self.unit, self.text)).alias
+            return self._add(sql_aggregates.aggregate(node, None, self.unit, self.text)).alias
         raise base._node_error(self.text, node, "use an output column, its alias, its position "
                                "or an aggregate here; expressions must also be in the SELECT list")
 
@@ -242,7 +242,7 @@ class _Reader:
 
 def _is_aggregate(node) -> bool:
     return isinstance(node, _AGGREGATE_NODES) or \
-        isinstance(node, exp.Anonymous) and node.name.upper() in base.ANONYMOUS_AGGREGATES
+        isinstance(node, exp.Anonymous) and node.name.upper() in sql_aggregates.ANONYMOUS_AGGREGATES
 
 
 def _same(a: Aggregate, b: Aggregate) -> bool:
