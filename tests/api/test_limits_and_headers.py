@@ -76,6 +76,17 @@ def test_every_response_carries_the_security_headers(client, path):
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
 
 
+def test_hsts_only_over_https(client):
+    assert "Strict-Transport-Security" not in client.get("/healthz").headers
+    secure = client.get("/healthz", base_url="https://localhost")
+    assert secure.headers["Strict-Transport-Security"] == "max-age=31536000"
+    client.application.config["SESSION_COOKIE_SECURE"] = True  # secure_cookies: a TLS proxy
+    try:
+        assert client.get("/healthz").headers["Strict-Transport-Security"] == "max-age=31536000"
+    finally:
+        client.application.config["SESSION_COOKIE_SECURE"] = False
+
+
 def test_pages_have_no_inline_script_or_style_blocks():
     from pathlib import Path
     import dpquery.web
