@@ -10,6 +10,7 @@ import os
 import polars as pl
 from sqlglot import exp
 
+from dpquery import deadline
 from dpquery.engine import prepare
 from dpquery.engine.bounded import Part
 from dpquery.engine.derived_compile import table_source  # the query's row-level columns
@@ -29,7 +30,8 @@ def run_select(table, build, schema: dict | None = None) -> pl.DataFrame:
     sql = build(table_source(table, exp.func("read_parquet", files))).sql("duckdb")
     cursor = _connection(table.engine_settings).cursor()
     try:
-        out = pl.from_arrow(cursor.sql(sql).to_arrow_table())
+        with deadline.cancellable(cursor.interrupt):  # an overrun query is interrupted
+            out = pl.from_arrow(cursor.sql(sql).to_arrow_table())
         return out.cast(schema) if schema else out
     finally:
         cursor.close()

@@ -18,10 +18,12 @@ import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 
 import polars as pl
 from sqlglot import exp
 
+from dpquery import deadline
 from dpquery.engine.bounded import Part
 from dpquery.engine.derived_compile import table_source  # the query's row-level columns
 from dpquery.engine.engines.sqlplan import compile_part
@@ -55,7 +57,13 @@ def run_select(table, build, schema: dict) -> pl.DataFrame:
     the driver receives only its (aggregate) rows, typed by `schema`."""
     spark = session(table.engine_settings)
     sql = build(table_source(table, exp.to_table(_view(spark, table.files)))).sql("spark")
-    rows = spark.sql(sql).collect()  # the only data the driver receives: bounded aggregates
+    tag = f"dpquery-{uuid.uuid4().hex}"
+    spark.addTag(tag)
+    try:
+        with deadline.cancellable(lambda: spark.interruptTag(tag)):  # an overrun job is cancelled
+            rows = spark.sql(sql).collect()  # the only data the driver receives: aggregates
+    finally:
+        spark.removeTag(tag)
     return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
 
 
