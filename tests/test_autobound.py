@@ -121,7 +121,7 @@ def test_both_stages_cost_at_most_the_charge_whatever_the_bound(tmp_path, demo_d
     assert stage1 <= charge * exact(table.dataset.auto_share)
     assert charge == Fraction(1, 2)
     for k in (1, 200, 724, 2000):
-        final = planner._plan(plan.request, autobound.at_bound(table, k), plan.cost)
+        final = planner.plan_with_spend(plan.request, autobound.at_bound(table, k), plan.cost)
         assert final.cost == plan.cost and final.table.dataset.rows_per_customer == k
         assert stage1 + engine_loss(final) <= charge
 

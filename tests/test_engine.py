@@ -68,7 +68,7 @@ def test_accuracy_target_finds_the_least_spend(tables):
     plan = planner.build(request, table)
     width = accuracy_plan.expected_halfwidth(plan, "customers")
     assert width <= 30
-    smaller = planner._plan(request, table, plan.cost * 0.95)
+    smaller = planner.plan_with_spend(request, table, plan.cost * 0.95)
     assert accuracy_plan.expected_halfwidth(smaller, "customers") > 30
 
 

@@ -63,7 +63,7 @@ def plan_for_accuracy(request: Request, table: Table, target: AccuracyTarget) ->
     cap = ds.max_epsilon_per_query
 
     def width(spend: float) -> float:
-        return expected_halfwidth(planner._plan(request, table, spend), alias, target.assumed_group_size)
+        return expected_halfwidth(planner.plan_with_spend(request, table, spend), alias, target.assumed_group_size)
 
     best = width(cap)
     if best > target.within:
@@ -77,7 +77,7 @@ def plan_for_accuracy(request: Request, table: Table, target: AccuracyTarget) ->
             f"even the per-query cap {cap:g} gives {shown} for {alias!r} at "
             f"{target.confidence:.0%}{assumed}; the target ±{target.within:g} cannot be met. "
             "Loosen the target, group by fewer columns, or filter to larger groups")
-    return planner._plan(request, table, _least_spend(width, target.within, cap))
+    return planner.plan_with_spend(request, table, _least_spend(width, target.within, cap))
 
 
 def _least_spend(width, within: float, cap: float) -> float:

@@ -28,7 +28,7 @@ while its noise is ~1%. With `"bounds": "auto"` (datasets opting in with
    least the largest bound's rows) lose k' − k more rows at k than at k'
    whatever their count, so the choice needs no guess of it; the reported
    estimate counts them at the largest bound (low for them).
-3. Stage 2: the query planned like any other (`plan._plan`) with k in place
+3. Stage 2: the query planned like any other (`plan.plan_with_spend`) with k in place
    of `rows_per_customer`, at the rest of the spend: deterministic from
    public information and stage 1's output.
 
@@ -80,9 +80,9 @@ def build(request, table) -> planner.Plan:
     bound on its noise, for previews). Reads no data; refuses before any spend."""
     _check_allowed(request, table)
     ds = table.dataset
-    planner._check_spend(request.budget, table)
+    planner.check_spend(request.budget, table)
     total = request.budget.value
-    plan = planner._plan(request, at_bound(table, ds.auto_max_rows_per_customer), total)
+    plan = planner.plan_with_spend(request, at_bound(table, ds.auto_max_rows_per_customer), total)
     if not _row_stats(plan):
         raise InvalidQuery("\"bounds\": \"auto\" chooses the rows-per-customer bound, which "
                            "this query does not use: at the largest bound a SUM adds customer "
@@ -138,7 +138,7 @@ def _stage1(plan, share: float) -> Stage1:
         share -= share * SIZES_SHARE
     measure = plan.measure
     q = histogram.resolution(query.where is not None)
-    scale = vector_plan._scale(measure, q, share)  # OpenDP's map at sensitivity Q fits share
+    scale = vector_plan.scale_for(measure, q, share)  # OpenDP's map at sensitivity Q fits share
     noise.check(scale, measure, q, share)
     return Stage1(share, scale, measure, histogram.edges(ds.auto_max_rows_per_customer),
                   q, ds.auto_max_rows_per_customer, ds.rows_per_customer, sizes)
@@ -159,7 +159,7 @@ def _sizes_plan(plan, share: float) -> planner.Plan:
                                 aggregates=(Aggregate("count_customers", SIZES),),
                                 order_by=(), limit=None, select=(), having=None)
     request = Request(query, Spend(**{plan.measure: share}), plan.request.confidence)
-    return planner._plan(request, plan.table, share)
+    return planner.plan_with_spend(request, plan.table, share)
 
 
 def release(plan) -> tuple[planner.Plan, dict]:
@@ -176,7 +176,7 @@ def release(plan) -> tuple[planner.Plan, dict]:
     noisy = noise.release(counts, st.scale, st.measure, st.resolution, st.share)
     sizes = _group_sizes(st.sizes)
     k, lost, total = choose(noisy, st, _noise_scales(plan), sizes)
-    final = planner._plan(plan.request, at_bound(plan.table, k), plan.cost)
+    final = planner.plan_with_spend(plan.request, at_bound(plan.table, k), plan.cost)
     final.notes.append(f"The row bound {k} was chosen for this query (\"bounds\": \"auto\"; "
                        "see auto_bounds).")
     return final, {
@@ -285,7 +285,7 @@ def _noise_scales(plan) -> list:
 
 def _scale_in_rows(measure: str, per_row: float, share: float):
     def at(k: int) -> float:
-        return vector_plan._scale(measure, k * per_row, share) / per_row
+        return vector_plan.scale_for(measure, k * per_row, share) / per_row
     return at
 
 

@@ -97,17 +97,17 @@ class KeyRelease:
 def build(request: Request, table: Table) -> Plan:
     """Plan a request: a stated spend, or the least spend meeting an accuracy target."""
     budget = request.budget
-    if request.auto_bounds:  # stage 1 chooses the row bound, stage 2 is _plan at that bound
+    if request.auto_bounds:  # stage 1 chooses the row bound, stage 2 is plan_with_spend at that bound
         from dpquery.engine import autobound  # it imports this module
         return autobound.build(request, table)
     if isinstance(budget, AccuracyTarget):
         from dpquery.engine import accuracy_plan  # it plans through this module
         return accuracy_plan.plan_for_accuracy(request, table, budget)
-    _check_spend(budget, table)
-    return _plan(request, table, budget.value)
+    check_spend(budget, table)
+    return plan_with_spend(request, table, budget.value)
 
 
-def _check_spend(spend: Spend, table: Table) -> None:
+def check_spend(spend: Spend, table: Table) -> None:
     ds = table.dataset
     wanted = "rho" if ds.measure == "zcdp" else "epsilon"
     given = "epsilon" if spend.epsilon is not None else "rho"
@@ -119,7 +119,7 @@ def _check_spend(spend: Spend, table: Table) -> None:
                            f"{ds.max_epsilon_per_query:g} of dataset {ds.name!r}; ask for less")
 
 
-def _plan(request: Request, table: Table, total: float) -> Plan:
+def plan_with_spend(request: Request, table: Table, total: float) -> Plan:
     ds = table.dataset
     by = list(request.query.group_by)
     private = any(not ds.columns[c].is_public_key for c in by)

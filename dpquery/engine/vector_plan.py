@@ -33,7 +33,7 @@ def size(parts: list, measure: str, confidence: float) -> float:
     for part, sps in parts:
         for sp in sps:
             sens = stat_sensitivity(part, sp, measure)
-            sp.param = _scale(measure, sens, sp.share)
+            sp.param = scale_for(measure, sens, sp.share)
             _annotate(sp, measure, confidence)
             total += noise.loss(sp.param, measure, sens)
     return total
@@ -46,7 +46,7 @@ def check(parts: list, measure: str) -> None:
             noise.check(sp.param, measure, stat_sensitivity(part, sp, measure), sp.share)
 
 
-def _scale(measure: str, sensitivity: float, share: float) -> float:
+def scale_for(measure: str, sensitivity: float, share: float) -> float:
     """The smallest scale found whose OpenDP loss fits `share` (power-law guess, nudged up)."""
     power = 2.0 if measure == "rho" else 1.0
     target = share * (1 - SLACK)
