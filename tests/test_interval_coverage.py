@@ -103,7 +103,7 @@ def test_ratio_intervals_cover_as_promised(data, measure):
 
 @pytest.mark.parametrize("measure", ["pure", "zcdp"])
 def test_reference_engine_intervals_cover(data, measure):
-    """OpenDP's polars (other scales: it counts G + 1 groups) is slower: fewer releases."""
+    """OpenDP's polars is slower: fewer releases."""
     out = answers(plan_on(data, measure, "polars"), 20, data[1])
     for alias in ("r", "m"):
         covered = round(coverage(out, alias) * out.height)

@@ -7,7 +7,9 @@ touches one row in each of at most 100 groups of g. Only plans that redefine a
 column (with_columns, a projection, a rename, an aggregate named like a key)
 between a truncation and the release can take it. dpquery's plans are a
 truncation filter, the WHERE filter, at most one per-customer group_by, and the
-release; every plan handed to OpenDP while planning is captured and checked.
+release (a group truncation runs before the measurement and is stated as a bound
+on its input, so the check covers the whole plan from its input); every plan
+handed to OpenDP while planning is captured and checked.
 
 opendp/opendp#2945: a group_by release reads a group's change as
 `min(truncation bound, margin.max_length)` (make_private_lazyframe/group_by,
@@ -131,7 +133,10 @@ def _over(predicate, unit: str) -> bool:
 
 
 def redefinitions_after_truncation(plan: pl.LazyFrame, unit: str) -> list[str]:
-    """What in `plan` redefines a column between the first truncation and the release."""
+    """What in `plan` redefines a column between its input and the release.
+
+    From the input, not the first truncation: a group truncation done before the
+    measurement is stated to OpenDP as a bound on the input (reference.py)."""
     chain = _chain(_dsl(plan))
     starts = [i for i, (kind, body) in enumerate(chain)  # OpenDP's three truncation forms
               if kind == "Filter" and _over(body["predicate"], unit)
@@ -141,7 +146,7 @@ def redefinitions_after_truncation(plan: pl.LazyFrame, unit: str) -> list[str]:
     while chain[-1][0] in ("Join", "HStack"):  # OpenDP's own key join on the released output
         chain.pop()
     found = []
-    for kind, body in chain[starts[0]:-1]:
+    for kind, body in chain[1:-1]:  # chain[0] is the input
         if kind == "Filter":
             continue
         if kind == "GroupBy":

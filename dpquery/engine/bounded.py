@@ -26,9 +26,9 @@ stability argument behind `sensitivity`:
 - customers: the customer is in at most G groups with one row each, changing
   each by at most 1 (`len`, `flag`) or T (`total`): L1 <= G (or GT), L2 <=
   sqrt(G) (or sqrt(G) T).
-The OpenDP reference plan of the same part proves the same or a larger bound
-(OpenDP 0.16 counts a dense-rank truncation to G groups as G + 1);
-tests/test_engines.py checks each cell's sensitivity against OpenDP's map.
+The OpenDP reference plan of the same part proves the same bound (its group
+truncation stated as a bound on its input, reference.py); tests/test_engines.py
+checks each cell's sensitivity against OpenDP's map.
 """
 from __future__ import annotations
 

@@ -78,18 +78,18 @@ def truncate_rows(frame: pl.LazyFrame, unit: str, k: int) -> pl.LazyFrame:
 
 
 def truncate_groups(frame: pl.LazyFrame, unit: str, by: list[str], k: int) -> pl.LazyFrame:
-    """Keep each customer's rows in at most k of the groups `by` defines.
+    """Keep each customer's rows in at most k of the groups `by` defines: the
+    first k in key order (every engine keeps the same ones, bounded.py).
 
-    A customer in more groups keeps the first k in key order (OpenDP recognises
-    this rank pattern; its hash-sampled variant fails on one column, see
-    ARCHITECTURE.md). OpenDP 0.16 reads `rank < k + 1` as k + 1 groups (it is
-    conservative by one because dense ranks start at 1), so the noise is sized
-    for one more group than is kept. Skipped when there are no groups.
+    Runs on the data handed to an OpenDP measurement, outside its plan
+    (reference.py states the stability argument and the bound OpenDP is told):
+    OpenDP 0.16 would account this rank filter inside its plan as k + 1
+    groups. Skipped when there are no groups.
     """
     if not by:
         return frame
     key = pl.col(by[0]) if len(by) == 1 else pl.struct(*by)
-    return frame.filter(key.rank("dense").over(unit) < k + 1)
+    return frame.filter(key.rank("dense").over(unit) <= k)
 
 
 def truncate_rows_per_group(frame: pl.LazyFrame, unit: str, by: list[str], k: int) -> pl.LazyFrame:

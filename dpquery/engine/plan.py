@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from fractions import Fraction
 from dataclasses import dataclass, field
 
 import opendp.prelude as dp
 import polars as pl
 
 from dpquery.engine import bounded as bounded_mod, catalog, frames, mechanisms, vector_plan
+from dpquery.engine.reference import GroupTruncation, Reference, total_loss
 from dpquery.engine.catalog import Table
 from dpquery.errors import InternalError, InvalidQuery
 from dpquery.engine.mechanisms import Stat
@@ -25,7 +27,6 @@ from dpquery.engine.query import SPREADS, AccuracyTarget, Request, Spend
 
 dp.enable_features("contrib")
 
-D_IN = [dp.polars.Bound(per_group=1)]  # neighbouring datasets differ in one customer
 RATIOS = ("avg", "purchase_rate")
 KEYS_SHARE = 0.2  # of the spend, for the thresholded count that releases private keys
 REPORT_SHARE = 0.1  # of the spend, for the bounding report when asked for
@@ -80,7 +81,7 @@ class Plan:
         ctx = self.context.with_keys(keys.lazy())
         rebuilt = [ctx.measurement(shape, sps) for shape, sps in self.parts]
         for new, planned in zip(rebuilt, self.measurements):
-            if new.map(D_IN)[0] > planned.map(D_IN)[0] * (1 + 1e-12):
+            if new.map()[0] > planned.map()[0] * (1 + 1e-12):
                 raise InternalError()
         return rebuilt
 
@@ -175,14 +176,14 @@ def _bounding(table: Table, request: Request, share: float, approximate: bool) -
 def _check_key_growth(ctx: "_Context", parts, measurements: list) -> None:
     """Private keys: the plan must cost as much with as many keys as may be released.
 
-    OpenDP's map of counts and integer sums stops growing past groups + 1 keys,
+    OpenDP's map of counts and integer sums stops growing past `groups` keys,
     but a float sum's rounding margin grows with every group. Checked here, with
     `max_groups` placeholder keys (the most a release keeps), so no query is
     refused after its keys were drawn.
     """
     most = ctx.with_keys(_placeholder_keys(ctx.table, ctx.by, ctx.table.dataset.max_groups))
     for (shape, sps), planned in zip(parts, measurements):
-        if most.measurement(shape, sps).map(D_IN)[0] > planned.map(D_IN)[0] * (1 + 1e-12):
+        if most.measurement(shape, sps).map()[0] > planned.map()[0] * (1 + 1e-12):
             floats = [c for c, col in ctx.table.dataset.columns.items()
                       if col.type == "float" and not col.resolution]
             raise InvalidQuery(
@@ -214,18 +215,17 @@ def _key_release(table: Table, request: Request, share: float) -> KeyRelease:
 def _check_loss(measurements: list, key_release, total: float, delta: float) -> None:
     """OpenDP composes the parts' losses; the whole must fit what is charged.
 
-    The parts are released one by one: collecting the OnceFrames a composed
-    measurement returns crashes opendp 0.16.
+    The parts are released one by one (collecting the OnceFrames a composed
+    measurement returns crashes opendp 0.16), each over its own input
+    (reference.py), so their OpenDP maps are added exactly, as make_composition would.
     """
     if key_release is not None:
         measurements = [key_release.measurement, *measurements]
     if not measurements:
         return
-    composed = measurements[0] if len(measurements) == 1 else \
-        dp.c.make_composition(measurements)
-    loss = composed.map(D_IN)
-    eps, dlt = loss if key_release is not None else (loss, 0.0)
-    if eps > total or dlt > delta:
+    loss = total_loss(measurements, approximate=key_release is not None)
+    eps, dlt = loss if key_release is not None else (loss, 0)
+    if eps > Fraction(total) or dlt > Fraction(delta):
         raise InternalError()  # OpenDP's map disagrees with the per-statistic checks
 
 
@@ -247,7 +247,7 @@ def _threshold(ctx, shape: str, sps: list[StatPlan], delta: float) -> int:
     """The least threshold whose δ (from OpenDP's map) fits `delta`."""
     def fits(t: int) -> bool:
         try:
-            return ctx.measurement(shape, sps, t).map(D_IN)[1] <= delta
+            return ctx.measurement(shape, sps, t).map()[1] <= delta
         except dp.OpenDPException:  # e.g. "threshold must be greater than" the sensitivity
             return False
     found = dp.binary_search(fits, bounds=(0, 2 ** 31 - 1), T=int)  # OpenDP searches i32
@@ -286,17 +286,17 @@ class _Context:
         elif shape == "group_rows":
             frame = frames.where(frame, q.where)
             frame = frames.truncate_rows_per_group(frame, self.unit, self.by, ds.rows_per_customer)
-            frame = self._truncate_groups(frame)
-        else:
-            frame = self._truncate_groups(frames.where(frame, q.where))
+        else:  # customers (and group_rows): groups truncated on the input (reference.py)
+            frame = frames.where(frame, q.where)
             pre = {s.pre().meta.output_name(): s.pre() for s in stats if s.pre is not None}
             frame = frames.per_customer(frame, self.unit, self.by, list(pre.values()) or [pl.len().alias("_rows")])
         return frames.aggregate(frame, self.by, exprs, self.keys)
 
-    def _truncate_groups(self, frame: pl.LazyFrame) -> pl.LazyFrame:
-        if not self.truncate_groups:
-            return frame
-        return frames.truncate_groups(frame, self.unit, self.by, self.groups)
+    def _truncation(self, shape: str) -> GroupTruncation | None:
+        """Customers kept in their first G groups, before the measurement (reference.py)."""
+        if shape == "rows" or not self.truncate_groups or not self.by:
+            return None
+        return GroupTruncation(self.unit, tuple(self.by), self.groups, self.request.query.where)
 
     def bounded_part(self, shape: str, sps: list[StatPlan]):
         """The part as an engine computes it (None: only OpenDP's polars can release it)."""
@@ -309,16 +309,17 @@ class _Context:
                                 ds.rows_per_customer, self.groups if self.truncate_groups else None,
                                 max_groups=min(reach, self.groups))
 
-    def measurement(self, shape: str, sps: list[StatPlan], threshold: int | None = None):
+    def measurement(self, shape: str, sps: list[StatPlan], threshold: int | None = None) -> Reference:
         plan = self.lazyframe(shape, [sp.stat for sp in sps], [sp.param for sp in sps])
-        return self._make(plan, threshold)
+        return Reference(self._make(plan, threshold), self._truncation(shape))
 
     def single_loss(self, stat: Stat, scale: float) -> float:
         """The ε (or ρ) of releasing one statistic at `scale`, from OpenDP's map."""
         releases_keys = self.keys is None and bool(self.by)
-        meas = self._make(self.lazyframe(stat.shape, [stat], [scale]),
-                          NO_THRESHOLD if releases_keys else None)
-        loss = meas.map(D_IN)
+        meas = Reference(self._make(self.lazyframe(stat.shape, [stat], [scale]),
+                                    NO_THRESHOLD if releases_keys else None),
+                         self._truncation(stat.shape))
+        loss = meas.map()
         return loss[0] if self.approximate else loss
 
     def _make(self, plan, threshold: int | None = None):
@@ -377,6 +378,7 @@ def _group_parts(stats: list[Stat], shares: dict) -> list[tuple[str, list[StatPl
 def _annotate(meas, sps: list[StatPlan], confidence: float) -> None:
     """Read distribution, scale and accuracy of each statistic from OpenDP."""
     alpha = 1 - confidence
+    meas = meas.measurement
     full = {r["column"]: r for r in dp.summarize_polars_measurement(meas, alpha).rows(named=True)}
     half = {r["column"]: r for r in dp.summarize_polars_measurement(meas, alpha / 2).rows(named=True)}
     for sp in sps:

@@ -4,9 +4,8 @@ An engine computes a part's exact bounded aggregates; OpenDP's vector
 mechanism adds the noise. Its scale is sized here with OpenDP's privacy map of
 that vector measurement at the sensitivity the bounds imply
 (bounded.sensitivity): the smallest scale found whose loss fits the
-statistic's share. So the charge is what the noise delivers: OpenDP 0.16's
-polars plan counts a dense-rank truncation to G groups as G + 1, the vector
-measurement at sensitivity G does not. Accuracy comes from OpenDP's
+statistic's share. So the charge is what the noise delivers: G groups kept,
+G charged (the reference path too, reference.py). Accuracy comes from OpenDP's
 scale-to-accuracy functions for the same distributions.
 """
 from __future__ import annotations

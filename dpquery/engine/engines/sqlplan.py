@@ -14,7 +14,7 @@ or Spark's SQL for the same computation as engines/polars.py:
                WHERE _g <= G GROUP BY by
 
 ROW_NUMBER over a customer's distinct groups in key order keeps the groups
-OpenDP's `rank("dense").over(unit) < G + 1` keeps.
+the reference keeps (`rank("dense").over(unit) <= G`, frames.truncate_groups).
 """
 from __future__ import annotations
 
