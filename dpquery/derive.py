@@ -287,6 +287,8 @@ def _from_cells(cells: Cells, alias: str, info: dict, kind: str, limit, plan,
         return None
     laws = V.laws_of(info["noise"], {sp.stat.column: sp for sp in plan.stats}, alias)
     if kind in planner.RATIOS:  # the half-width the released laws give, shown in the answer
+        if not V.same_centre(info["noise"], plan, alias, kind):
+            return None
         width = V.ratio_width(laws["num"], laws["den"], plan, alias)
         ok = limit(width)
     else:

@@ -83,13 +83,28 @@ def ratio_width(num: intervals.Noise, den: intervals.Noise, plan, alias: str,
     `centre`: what the numerator's values were summed minus (default: the fresh plan's)."""
     agg = next(a for a in plan.request.query.aggregates if a.alias == alias)
     size = accuracy_plan.group_size(agg.kind, getattr(plan.request.budget, "assumed_group_size", None))
-    magnitude = 1.0
-    if agg.kind == "avg":
-        if centre is None:
-            centre = next(sp for sp in plan.stats if sp.stat.column == f"{alias}.num").stat.center
-        col = plan.table.column(agg.column)
-        magnitude = max(abs(col.lower - centre), abs(col.upper - centre))
+    if centre is None:
+        centre = fresh_centre(plan, alias)
+    magnitude = accuracy_plan.ratio_magnitude(plan.table, agg, centre)
     return intervals.expected_halfwidth(num, den, magnitude, size, plan.request.confidence)
+
+
+def fresh_centre(plan, alias: str) -> float:
+    """What a fresh answer's ratio numerator sums values minus."""
+    return next(sp for sp in plan.stats if sp.stat.column == f"{alias}.num").stat.center
+
+
+def same_centre(entries: list, plan, alias: str, kind: str) -> bool:
+    """Whether a held ratio's numerator was summed minus the centre a fresh one uses.
+
+    Answers record it (`center` in the numerator's noise entry); before that was
+    recorded, an AVG was already centred on the clamp midpoint (as now) and a
+    PURCHASE_RATE's numerator was not centred (0)."""
+    num = next((e for e in entries if e["statistic"] == "num"), None)
+    if num is None:
+        return False
+    held = num.get("center", 0.0 if kind == "purchase_rate" else fresh_centre(plan, alias))
+    return held == fresh_centre(plan, alias)
 
 
 def released(cell: dict, src: str, held: float, non_negative: bool) -> float | None:

@@ -273,15 +273,23 @@ def _columns(request: Request) -> list[str]:
     return postprocess.output_columns(request.query)
 
 
+def _noise_entry(plan, sp, exact: dict) -> dict:
+    """One released statistic's public noise law; a ratio's numerator also says what
+    its values were summed minus (`center`: value = center + numerator / denominator)."""
+    entry = {"statistic": sp.stat.role, "mechanism": sp.distribution,
+             "scale": float(f"{sp.scale:.6g}"),
+             "spend": amount_json(spend_amount(plan.measure, exact[sp.stat.column]))}
+    if sp.stat.role == "num":
+        entry["center"] = sp.stat.center
+    return entry
+
+
 def _aggregate_info(plan, agg) -> dict:
     stats = [sp for sp in plan.stats if sp.stat.aggregate == agg.alias]
     exact = statistic_shares(plan)
     info = {"alias": agg.alias, "kind": agg.kind, "weight": agg.weight,
             "spend": amount_json(spend_amount(plan.measure, aggregate_shares(plan)[agg.alias])),
-            "noise": [{"statistic": sp.stat.role, "mechanism": sp.distribution,
-                       "scale": float(f"{sp.scale:.6g}"),
-                       "spend": amount_json(spend_amount(plan.measure, exact[sp.stat.column]))}
-                      for sp in stats]}
+            "noise": [_noise_entry(plan, sp, exact) for sp in stats]}
     if agg.column is not None and plan.table.column(agg.column).lower is not None:
         col = plan.table.column(agg.column)
         info["clamp"] = [col.lower, col.upper]

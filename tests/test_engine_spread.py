@@ -161,7 +161,7 @@ def test_a_squares_cell_belongs_to_a_rows_part_only():
     """`sensitivity` counts a customers part's cells per group (1 or T): no square there."""
     sq = bounded.Cell("v.sq", "sq", "amount__units", (0, 10000), 5000)
     bounded.Part("rows", "customer_id", (), None, (sq,), 200, None)
-    with pytest.raises(ValueError, match="customers part computes len, flag, total"):
+    with pytest.raises(ValueError, match="customers part computes len, flag, sign, total"):
         bounded.Part("customers", "customer_id", (), None, (sq,), 200, None)
 
 

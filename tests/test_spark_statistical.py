@@ -85,7 +85,8 @@ def test_customer_count_and_rate_parts_fit(tables, spark_runs):
     assert all(part is not None for part in plan.bounded) and len(spark_runs) == len(plan.bounded)
     check_discrete(out["c"].to_numpy() - customers, *stat_scale(plan, "c"))
     check_discrete(out["r.den"].to_numpy() - customers, *stat_scale(plan, "r.den"))
-    check_discrete(out["r.num"].to_numpy() - snackers, *stat_scale(plan, "r.num"))
+    distribution, scale = stat_scale(plan, "r.num")  # centred: ±1 per customer, unit 1/2
+    check_discrete(out["r.num"].to_numpy() - (2 * snackers - customers), distribution, scale / 0.5)
 
 
 def test_sum_noise_fits_a_discrete_laplace_in_cents(tables, spark_runs):

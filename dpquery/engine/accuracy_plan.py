@@ -36,16 +36,24 @@ def expected_halfwidth(plan: planner.Plan, alias: str, assumed: int | None = Non
         return math.inf  # depends on the group's size and spread: no promise in advance
     if agg.kind not in planner.RATIOS:
         return sps["value"].accuracy
-    centre = sps["num"].stat.center
-    magnitude = 1.0 if agg.kind == "purchase_rate" else _max_abs(plan.table, agg.column, centre)
+    magnitude = ratio_magnitude(plan.table, agg, sps["num"].stat.center)
     return intervals.expected_halfwidth(intervals.Noise.of(sps["num"]), intervals.Noise.of(sps["den"]),
                                         magnitude, size, plan.request.confidence)
 
 
-def _max_abs(table: Table, column: str, centre: float) -> float:
-    """The largest |value − centre| a clamped value can have."""
-    col = table.column(column)
-    return max(abs(col.lower - centre), abs(col.upper - centre))
+def ratio_domain(table: Table, agg) -> tuple[float, float]:
+    """Where a ratio's true value lies: [0, 1] for a rate, the clamp range for an AVG."""
+    if agg.kind == "purchase_rate":
+        return 0.0, 1.0
+    col = table.column(agg.column)
+    return float(col.lower), float(col.upper)
+
+
+def ratio_magnitude(table: Table, agg, centre: float) -> float:
+    """The largest |ratio − centre| the domain allows: the worst case a promise covers
+    (the numerator sums values minus `centre`)."""
+    lo, hi = ratio_domain(table, agg)
+    return max(abs(lo - centre), abs(hi - centre))
 
 
 def plan_for_accuracy(request: Request, table: Table, target: AccuracyTarget) -> planner.Plan:

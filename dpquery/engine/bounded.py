@@ -13,8 +13,10 @@ Shapes:
 - customers: WHERE, then one row per (customer, group); a customer keeps the
   first `groups` of its groups in key order (what OpenDP's dense-rank
   truncation keeps); cells count those rows (`len`), add a per-customer 0/1 flag
-  "has a row matching the condition" (`flag`), or add a customer's total of
-  clamped values, itself clamped to [0, T] (`total`).
+  "has a row matching the condition" (`flag`) or its centred form, +1 with a
+  matching row and −1 without (`sign`: 2·flags − customers, a rate's
+  numerator), or add a customer's total of clamped values, itself clamped to
+  [0, T] (`total`).
 
 Sensitivity (neighbouring datasets differ in all rows of one customer), the
 stability argument behind `sensitivity`:
@@ -24,8 +26,8 @@ stability argument behind `sensitivity`:
   add to at most k (or kM, kM²) in L1, and since they may all fall in one
   group, at most as much in L2 as well.
 - customers: the customer is in at most G groups with one row each, changing
-  each by at most 1 (`len`, `flag`) or T (`total`): L1 <= G (or GT), L2 <=
-  sqrt(G) (or sqrt(G) T).
+  each by at most 1 (`len`, `flag`, `sign`: its ±1 leaves with it) or T
+  (`total`): L1 <= G (or GT), L2 <= sqrt(G) (or sqrt(G) T).
 The OpenDP reference plan of the same part proves the same bound (its group
 truncation stated as a bound on its input, reference.py); tests/test_engines.py
 checks each cell's sensitivity against OpenDP's map.
@@ -37,8 +39,8 @@ from dataclasses import dataclass
 
 from dpquery.engine.query import Predicate
 
-CELL_KINDS = ("len", "sum", "sq", "flag", "total")
-SHAPE_KINDS = {"rows": ("len", "sum", "sq"), "customers": ("len", "flag", "total")}
+CELL_KINDS = ("len", "sum", "sq", "flag", "sign", "total")
+SHAPE_KINDS = {"rows": ("len", "sum", "sq"), "customers": ("len", "flag", "sign", "total")}
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class Cell:
     bounds: tuple[int, int] | None = None   # sum, sq, total: each row clamped to [lo, hi]
     center: int = 0                          # sum, sq: subtracted from each clamped row
     total_bounds: tuple[int, int] | None = None  # total: a customer's total clamped
-    condition: Predicate | None = None       # flag: the rows that set it
+    condition: Predicate | None = None       # flag, sign: the rows that set it
 
     def __post_init__(self):
         if self.kind not in CELL_KINDS:

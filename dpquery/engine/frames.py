@@ -106,6 +106,12 @@ def matched_flag(condition, name: str) -> pl.Expr:
     return predicate_expr(condition).any().cast(pl.Int64, strict=False).fill_null(0).alias(name)
 
 
+def matched_sign(condition, name: str) -> pl.Expr:
+    """+1 if the customer has any row matching `condition` in the group, else −1."""
+    return pl.when(predicate_expr(condition).any().fill_null(False)) \
+        .then(pl.lit(1, dtype=pl.Int64)).otherwise(pl.lit(-1, dtype=pl.Int64)).alias(name)
+
+
 def customer_total(column: str, lower: float, upper: float, name: str) -> pl.Expr:
     """A customer's total within a group, each row first clamped to [lower, upper]."""
     return pl.col(column).clip(lower, upper).sum().alias(name)

@@ -48,7 +48,7 @@ def stats_for(agg: Aggregate, table: Table, groups: int) -> list[Stat]:
         return [_len_stat(a, a, "value", "customers")]
     if agg.kind == "purchase_rate":
         num, den = f"{a}.num", f"{a}.den"
-        return [_flag_stat(num, a, agg.condition), _len_stat(den, a, "den", "customers")]
+        return [_sign_stat(num, a, agg.condition), _len_stat(den, a, "den", "customers")]
     col = ds.columns[agg.column]
     if agg.kind == "quantile":
         cands = [float(c) for c in (col.quantile_candidates or _default_candidates(col))]
@@ -72,6 +72,20 @@ def _flag_stat(name: str, agg: str, condition) -> Stat:
     return Stat(name, agg, "num", "customers", lambda s: pl.col(name).dp.sum((0, 1), scale=s),
                 pre=lambda: frames.matched_flag(condition, name),
                 cell=Cell(name, "flag", condition=condition))
+
+
+def _sign_stat(name: str, agg: str, condition) -> Stat:
+    """A rate's numerator, centred: Σ over customers of (matched − 1/2), released as the
+    sum of ±1 (+1 with a matching row) in units of 1/2.
+
+    Rate = 1/2 + Σ(matched − 1/2) / customers. Each customer adds ±1/2 instead of 0
+    or 1, so the same spend gives half the noise on the numerator (in rate units),
+    and the ratio's error from the denominator's noise scales with |rate − 1/2|
+    instead of the rate: at most half as large. As AVG's centre (_avg_stats).
+    """
+    return Stat(name, agg, "num", "customers", lambda s: pl.col(name).dp.sum((-1, 1), scale=s),
+                pre=lambda: frames.matched_sign(condition, name), unit=0.5, center=0.5,
+                cell=Cell(name, "sign", condition=condition))
 
 
 def _avg_stats(a: str, source: str, bounds, unit: float) -> list[Stat]:

@@ -89,7 +89,10 @@ QUERY_BODY = {
 }
 NOISE = {"type": "object", "required": ["statistic", "mechanism", "scale", "spend"],
          "properties": {"statistic": STRING, "mechanism": STRING, "scale": {"type": "number"},
-                        "spend": AMOUNT_REF}}
+                        "spend": AMOUNT_REF,
+                        "center": {"type": "number", "description":
+                                   "a ratio's numerator: what its values were summed minus "
+                                   "(ratio = center + numerator / denominator)"}}}
 AGGREGATE_OUT = {"type": "object", "required": ["alias", "kind", "weight", "spend", "noise"],
                  "properties": {
                      "alias": STRING, "kind": {"enum": list(AGGREGATES)}, "weight": WEIGHT,
@@ -119,7 +122,9 @@ STORED = {"allOf": [PREVIEW, {
         "released_parts": {"type": "array", "items": {"type": "object"}, "description":
                            "present with a ratio (AVG, PURCHASE_RATE): per group, its keys and "
                            "each ratio's released numerator and denominator (<alias>.num, "
-                           "<alias>.den) in column units; the release the ratio is computed from"},
+                           "<alias>.den) in column units; the release the ratio is computed from "
+                           "(ratio = center + numerator / denominator, center in the numerator's "
+                           "noise entry)"},
         "auto_bounds": {"type": "object", "description": "present with \"bounds\": \"auto\": "
                         "the bound chosen, its spend, the rows it is estimated to leave out"}}}]}
 ANSWER = {"allOf": [STORED, {"type": "object", "required": ["charged", "remaining"],

@@ -48,6 +48,8 @@ def _pre_expr(cell: Cell) -> pl.Expr | None:
     """A per-(customer, group) value: the flag or the customer's clamped total."""
     if cell.kind == "flag":
         return frames.matched_flag(cell.condition, cell.name)
+    if cell.kind == "sign":
+        return frames.matched_sign(cell.condition, cell.name)
     if cell.kind == "total":
         return _clamped(cell).sum().alias(cell.name)
     return None
@@ -56,6 +58,6 @@ def _pre_expr(cell: Cell) -> pl.Expr | None:
 def _customer_expr(cell: Cell) -> pl.Expr:
     if cell.kind == "len":
         return pl.len().alias(cell.name)
-    if cell.kind == "flag":
+    if cell.kind in ("flag", "sign"):
         return pl.col(cell.name).sum()
     return pl.col(cell.name).clip(*cell.total_bounds).sum()

@@ -75,7 +75,7 @@ def _customers(part: Part, source: exp.Expression) -> exp.Select:
 
 
 def _pre_agg(cell: Cell) -> exp.Expression | None:
-    if cell.kind == "flag":
+    if cell.kind in ("flag", "sign"):
         case = exp.Case(ifs=[exp.If(this=predicate(cell.condition), true=_num(1))], default=_num(0))
         return exp.Max(this=case)
     if cell.kind == "total":
@@ -88,6 +88,9 @@ def _customer_agg(cell: Cell) -> exp.Expression:
         return exp.Count(this=exp.Star())
     if cell.kind == "flag":
         return _bigint(exp.Sum(this=col(cell.name)))
+    if cell.kind == "sign":  # +1 with a matching row, -1 without
+        return _bigint(exp.Sum(this=exp.Sub(this=exp.Mul(this=_num(2), expression=col(cell.name)),
+                                            expression=_num(1))))
     return _bigint(exp.Sum(this=_clamp(col(cell.name), cell.total_bounds)))
 
 
