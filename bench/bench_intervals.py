@@ -3,17 +3,22 @@
     python bench/bench_intervals.py [--data bench/out/data-1m] [--releases 40] [--epsilon 1]
            [--measure pure|zcdp]
 
-For each query, the same noisy releases (DuckDB engine, the shipped bounds)
-are turned into 95% intervals twice: by dpquery.engine.intervals (test
-inversion over the public noise laws) and by the former construction (each
-part's interval at α/2, the corner ratios). Prints each one's coverage of the
-exact contribution-bounded value, the mean width, and new/old width
-(mean over cells of each cell's ratio; both on the same releases). Make the
-data first with `python bench/make_data.py --rows 1000000 --out bench/out/data-1m`.
+For each query, noisy releases (DuckDB engine, the shipped bounds) are turned
+into 95% intervals twice: by dpquery.engine.intervals (test inversion over the
+public noise laws) and by the former construction (each part's interval at
+α/2, the corner ratios). For an AVG both read the same releases. A purchase
+rate's numerator is now centred (Σ(matched − 1/2)); the former construction
+read the plain count of matching customers, so its numerator is drawn here as
+that count plus OpenDP's noise at the same scale and spend (the same
+sensitivity in its own units), with the same denominator release. Prints each
+one's coverage of the exact contribution-bounded value, the mean width, and
+new/old width (mean over cells of each cell's ratio). Make the data first with
+`python bench/make_data.py --rows 1000000 --out bench/out/data-1m`.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -23,7 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import settings_for  # noqa: E402
-from dpquery.engine import catalog, engines, execute, intervals, plan as planner  # noqa: E402
+from dpquery.engine import catalog, engines, execute, intervals, noise, plan as planner  # noqa: E402
+from dpquery.engine.bounded import Cell  # noqa: E402
+from dpquery.engine.vector_plan import stat_sensitivity  # noqa: E402
 from dpquery.engine.request import parse_body  # noqa: E402
 
 QUERIES = {
@@ -51,6 +58,19 @@ def exact_ratio(plan, num_sp, den_sp) -> np.ndarray:
     return num / exact[den_sp.stat.column].to_numpy() + num_sp.stat.center
 
 
+def former_rate_numerators(plan, num_sp):
+    """() -> the former rate numerator (customers with a matching row) per key, with
+    OpenDP's noise at the centred numerator's scale and spend (flag units)."""
+    part = plan.bounded[0]
+    flag = Cell(num_sp.stat.column, "flag", condition=part.cells[0].condition)
+    former = dataclasses.replace(part, cells=(flag, *part.cells[1:]))
+    exact = execute._complete(engines.aggregate(plan.table.engine, plan.table, former), former,
+                              plan.keys)[num_sp.stat.column].to_list()
+    sens = stat_sensitivity(part, num_sp, plan.measure)
+    return lambda: np.array(noise.release(exact, num_sp.param, plan.measure, sens, num_sp.share),
+                            dtype=float)
+
+
 def measure_query(plan, releases: int) -> dict:
     num_sp, den_sp = plan.stats
     c, agg = num_sp.stat.center, plan.request.query.aggregates[0]
@@ -59,6 +79,9 @@ def measure_query(plan, releases: int) -> dict:
                                  plan.table.column(agg.column).upper))
     truth = exact_ratio(plan, num_sp, den_sp)
     noises = intervals.Noise.of(num_sp), intervals.Noise.of(den_sp)
+    rate = agg.kind == "purchase_rate"
+    former = former_rate_numerators(plan, num_sp) if rate else None
+    a_num = num_sp.accuracy_half / num_sp.stat.unit if rate else num_sp.accuracy_half
     new, old = [], []
     for _ in range(releases):
         out = execute.release(plan)
@@ -67,9 +90,10 @@ def measure_query(plan, releases: int) -> dict:
         shifted = (domain[0] - c, domain[1] - c)
         new += [(lo + c, hi + c) for _v, lo, hi in
                 intervals.ratio_intervals(nums, dens, *noises, shifted, plan.request.confidence)]
-        old += [(lo + c, hi + c) for _v, lo, hi in
-                (intervals.corner_interval(n, d, num_sp.accuracy_half, den_sp.accuracy_half,
-                                           shifted) for n, d in zip(nums, dens))]
+        olds, c_old, dom_old = (former(), 0.0, domain) if rate else (nums, c, shifted)
+        old += [(lo + c_old, hi + c_old) for _v, lo, hi in
+                (intervals.corner_interval(n, d, a_num, den_sp.accuracy_half, dom_old)
+                 for n, d in zip(olds, dens))]
     truths = np.tile(truth, releases)
     new_a, old_a = np.array(new), np.array(old)
     new_w, old_w = new_a[:, 1] - new_a[:, 0], old_a[:, 1] - old_a[:, 0]
