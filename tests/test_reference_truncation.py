@@ -94,7 +94,8 @@ def test_truncation_changes_only_the_removed_customers_rows():
 @pytest.mark.parametrize("sql", SHAPES)
 def test_the_charge_is_for_the_groups_kept(gym, monkeypatch, sql, measure):
     """At the plan's own scales, OpenDP's map with G stated equals its map of its own
-    truncation `rank("dense") < G` inside the plan (which OpenDP reads as G groups)."""
+    truncation `rank("dense") < G` inside the plan (which OpenDP reads as G groups), and
+    the parts' losses add up to the charge."""
     plan = plan_of(gym, sql, measure)
     truncated = [m for m in plan.measurements if m.truncation is not None]
     assert truncated and all(m.truncation.groups == plan.context.groups for m in truncated)
@@ -111,8 +112,8 @@ def test_the_charge_is_for_the_groups_kept(gym, monkeypatch, sql, measure):
     for ours, theirs in zip(plan.measurements, in_plan):
         if ours.truncation is not None:
             assert ours.map() == pytest.approx(Reference(theirs.measurement).map(), rel=1e-9)
-    assert float(sum(Reference(m.measurement, m.truncation).map() for m in plan.measurements)) \
-        <= plan.cost
+    delivered = sum(Reference(m.measurement, m.truncation).map() for m in plan.measurements)
+    assert delivered <= plan.cost and delivered == pytest.approx(plan.cost, rel=1e-6)
 
 
 def test_a_member_of_three_clubs_counts_in_two(gym):
