@@ -140,9 +140,12 @@ def bounding_report(plan: Plan) -> dict | None:
         return None
     meas, (num_sp, den_sp), part = plan.bounding
     row = _release_part(plan, meas, part, [num_sp, den_sp]).row(0, named=True)
+    c = num_sp.stat.center  # a rate's centred numerator (mechanisms._sign_stat)
     (value, low, high), = intervals.ratio_intervals(
-        [_num(row[num_sp.stat.column])], [_num(row[den_sp.stat.column])],
-        intervals.Noise.of(num_sp), intervals.Noise.of(den_sp), (0.0, 1.0), plan.request.confidence)
+        [_num(row[num_sp.stat.column]) * num_sp.stat.unit], [_num(row[den_sp.stat.column])],
+        intervals.Noise.of(num_sp), intervals.Noise.of(den_sp), (-c, 1.0 - c),
+        plan.request.confidence)
+    value, low, high = (None if value is None else value + c), low + c, high + c
     return {"rows_per_customer": plan.table.dataset.rows_per_customer,
             "share_of_customers_truncated": value, "ci_low": low, "ci_high": high,
             "spend": {plan.measure: num_sp.share + den_sp.share},

@@ -67,13 +67,6 @@ def _len_stat(name: str, agg: str, role: str, shape: str) -> Stat:
                 cell=Cell(name, "len"))
 
 
-def _flag_stat(name: str, agg: str, condition) -> Stat:
-    """Customers with at least one row matching `condition` (0 or 1 per customer and group)."""
-    return Stat(name, agg, "num", "customers", lambda s: pl.col(name).dp.sum((0, 1), scale=s),
-                pre=lambda: frames.matched_flag(condition, name),
-                cell=Cell(name, "flag", condition=condition))
-
-
 def _sign_stat(name: str, agg: str, condition) -> Stat:
     """A rate's numerator, centred: Σ over customers of (matched − 1/2), released as the
     sum of ±1 (+1 with a matching row) in units of 1/2.
@@ -212,9 +205,8 @@ def truncation_stats(rows_per_customer: int) -> list[Stat]:
     """The share of the query's customers some of whose matching rows the bound drops.
 
     A matching row is dropped when its keyed rank is at or above the bound
-    (prepare.py): (customers with such a row, customers).
+    (prepare.py): (customers with such a row, centred as a rate's, customers).
     """
     num, den = "_truncated.num", "_truncated.den"
     cut = Compare(ROW_RANK, ">=", rows_per_customer)
-    flag = _flag_stat(num, "_truncated", cut)
-    return [flag, _len_stat(den, "_truncated", "den", "customers")]
+    return [_sign_stat(num, "_truncated", cut), _len_stat(den, "_truncated", "den", "customers")]
