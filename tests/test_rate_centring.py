@@ -16,30 +16,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from budget.amounts import Amount
-from budget.ledger import Ledger
 from dpquery import derive
 from dpquery.engine import bounded, catalog, engines, plan as planner
-from dpquery.service import Service, describe_plan
+from dpquery.service import describe_plan
 from settings_helpers import make_settings
+from test_derive import partner, svc  # noqa: F401  (svc: the service fixture)
 
 RATE = ("SELECT region, age_band, PURCHASE_RATE(category = 'snacks') AS r FROM purchases "
         "GROUP BY region, age_band")
 FILTERED = ("SELECT region, PURCHASE_RATE(category = 'snacks') AS r FROM purchases "
             "WHERE age_band = '25-34' GROUP BY region")
-
-
-@pytest.fixture()
-def svc(settings):
-    ledger = Ledger(settings.ledger_path)
-    yield Service.open(settings, ledger)
-    ledger.close()
-
-
-def partner(svc):
-    pid, _ = svc.ledger.create_partner("IFA", budgets={"purchases": Amount(epsilon=4)},
-                                       actor="test", reason="test")
-    return pid
 
 
 def test_the_answer_states_the_centre_and_half_the_noise(svc):
