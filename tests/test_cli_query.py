@@ -141,3 +141,15 @@ def test_serve_takes_config_after_the_command(config, monkeypatch):
     result = run("serve", "--config", config, "--port", "9")
     assert result.exit_code == 0, result.output
     assert str(seen["s"].datasets["purchases"].path).startswith(str(config.parent.parent))
+
+
+def test_at_most_refuses_a_costlier_accuracy_target(config):
+    """--within with --at-most: a statement whose least spend is above it is refused, free."""
+    rate = "SELECT region, PURCHASE_RATE(category = 'snacks') AS rate FROM purchases GROUP BY region"
+    roomy = run("query", "--config", config, "--local", rate, "--within", "0.05", "--dry-run")
+    assert roomy.exit_code == 0, roomy.output
+    tight = run("query", "--config", config, "--local", rate, "--within", "0.05",
+                "--at-most", "0.001", "--dry-run")
+    assert tight.exit_code != 0 and "your at_most 0.001" in tight.output
+    alone = run("query", "--config", config, "--local", COUNT, "--at-most", "0.5")
+    assert alone.exit_code != 0 and "give --within too" in alone.output

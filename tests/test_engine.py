@@ -8,6 +8,7 @@ import pytest
 from dpquery.engine import accuracy_plan, catalog, execute, plan as planner
 from dpquery.errors import AccuracyUnreachable, DPQueryError, InvalidQuery, InvalidRequest
 from dpquery.engine.request import parse_body
+from dpquery.engine.query import canonical
 
 RATE_SQL = ("SELECT region, age_band, PURCHASE_RATE(category = 'snacks' AND year = 2024) "
             "AS snack_rate FROM purchases GROUP BY region, age_band")
@@ -82,6 +83,23 @@ def test_avg_accuracy_assumes_a_number_of_purchases(tables):
         body["accuracy"] = {"within": 2.0}
         request = parse_body(body)
         planner.build(request, catalog.check_query(request.query, tables))
+
+
+def test_at_most_caps_what_an_accuracy_target_may_spend(tables):
+    """A target that costs more than the partner's at_most is refused (before any spend);
+    at or above its cost the plan is the same; at_most is not part of the canonical text."""
+    body = {"sql": RATE_SQL, "accuracy": {"within": 0.02}}
+    request = parse_body(body)
+    table = catalog.check_query(request.query, tables)
+    cost = planner.build(request, table).cost
+    capped = parse_body({**body, "accuracy": {"within": 0.02, "at_most": cost * 0.9}})
+    with pytest.raises(AccuracyUnreachable, match="your at_most .* or raise at_most"):
+        planner.build(capped, table)
+    roomy = parse_body({**body, "accuracy": {"within": 0.02, "at_most": cost}})
+    assert planner.build(roomy, table).cost == cost
+    assert canonical(roomy) == canonical(capped) == canonical(request)
+    with pytest.raises(InvalidQuery, match="'at_most' must be a positive number"):
+        parse_body({**body, "accuracy": {"within": 0.02, "at_most": 0}})
 
 
 def test_unreachable_accuracy_target_is_refused(tables):

@@ -77,6 +77,8 @@ config_option = click.option("--config", "config_after", default=None, expose_va
 @click.option("--epsilon", help="privacy spend, e.g. 0.5 (exact decimal)")
 @click.option("--rho", help="privacy spend on zCDP datasets")
 @click.option("--within", type=float, help="accuracy target instead of a spend: half-width")
+@click.option("--at-most", "at_most", type=float,
+              help="with --within: the most one query may spend; costlier ones are refused")
 @click.option("--confidence", type=float, default=0.95, show_default=True)
 @click.option("--weight", "weights", multiple=True, metavar="ALIAS=N",
               help="give aggregate ALIAS N times the default share of the spend (repeatable)")
@@ -97,8 +99,8 @@ config_option = click.option("--config", "config_after", default=None, expose_va
               help="write the result to this file (needed for parquet)")
 @config_option
 @click.pass_context
-def query(ctx, sql, local, epsilon, rho, within, confidence, weights, preview, bounding_report,
-          bounds, fmt, url, key, batch, dry_run, out):
+def query(ctx, sql, local, epsilon, rho, within, at_most, confidence, weights, preview,
+          bounding_report, bounds, fmt, url, key, batch, dry_run, out):
     """Run SQL against a dpquery service (--url, --key) or locally (--local).
 
     A batch (--file) gives one document: one CSV or Parquet file with a
@@ -110,7 +112,9 @@ def query(ctx, sql, local, epsilon, rho, within, confidence, weights, preview, b
     statements = split_statements(batch.read_text()) if batch else [sql]
     if not statements:
         raise click.UsageError(f"{batch} holds no SQL statements")
-    base = _body(epsilon, rho, within, confidence, weights)
+    if at_most is not None and within is None:
+        raise click.UsageError("--at-most caps the spend of an accuracy target: give --within too")
+    base = _body(epsilon, rho, within, confidence, weights, at_most)
     if bounding_report:
         base["bounding_report"] = True
     if bounds:
@@ -120,10 +124,12 @@ def query(ctx, sql, local, epsilon, rho, within, confidence, weights, preview, b
                    out=out, batch=batch is not None)
 
 
-def _body(epsilon, rho, within, confidence, weights) -> dict:
+def _body(epsilon, rho, within, confidence, weights, at_most=None) -> dict:
     body: dict = {"confidence": confidence}
     if within is not None:
         body["accuracy"] = {"within": within, "confidence": confidence}
+        if at_most is not None:
+            body["accuracy"]["at_most"] = at_most
     for name, value in (("epsilon", epsilon), ("rho", rho)):
         if value is not None:
             body[name] = value  # decimal text: the service charges it exactly

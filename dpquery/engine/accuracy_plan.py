@@ -69,6 +69,8 @@ def plan_for_accuracy(request: Request, table: Table, target: AccuracyTarget) ->
                            "variance or standard deviation); state epsilon instead")
     request = Request(request.query, request.budget, target.confidence, request.extras)
     cap = ds.max_epsilon_per_query
+    mine = target.at_most is not None and target.at_most < cap
+    cap = target.at_most if mine else cap
 
     def width(spend: float) -> float:
         return expected_halfwidth(planner.plan_with_spend(request, table, spend), alias, target.assumed_group_size)
@@ -81,10 +83,12 @@ def plan_for_accuracy(request: Request, table: Table, target: AccuracyTarget) ->
         assumed = (f" for groups of {size:,} {unit}"
                    " (set assumed_group_size)" if size else "")
         shown = f"±{best:.4g}" if math.isfinite(best) else "no useful bound"
+        whose = f"your at_most {cap:g}" if mine else f"the per-query cap {cap:g}"
         raise AccuracyUnreachable(
-            f"even the per-query cap {cap:g} gives {shown} for {alias!r} at "
+            f"even {whose} gives {shown} for {alias!r} at "
             f"{target.confidence:.0%}{assumed}; the target ±{target.within:g} cannot be met. "
-            "Loosen the target, group by fewer columns, or filter to larger groups")
+            "Loosen the target, group by fewer columns, or filter to larger groups"
+            + (", or raise at_most" if mine else ""))
     return planner.plan_with_spend(request, table, _least_spend(width, target.within, cap))
 
 

@@ -285,12 +285,15 @@ class AccuracyTarget:
     For ratios the half-width depends on the size of the group's denominator:
     customers for purchase_rate (default 1,000), purchases for avg (default
     10,000). The target is met for groups at least `assumed_group_size` large.
+    `at_most` caps the spend (ε, or ρ) the partner accepts for it: a target that
+    costs more is refused, free, instead of charged.
     """
 
     within: float
     confidence: float = 0.95
     aggregate: str | None = None
     assumed_group_size: int | None = None
+    at_most: float | None = None
 
     def __post_init__(self):
         if not (_finite(self.within) and self.within > 0):
@@ -301,6 +304,9 @@ class AccuracyTarget:
         if self.aggregate is not None and not isinstance(self.aggregate, str):
             raise InvalidQuery("accuracy target 'aggregate' must be the name of one of the "
                                "query's aggregates")
+        if self.at_most is not None and not (_finite(self.at_most) and self.at_most > 0):
+            raise InvalidQuery("accuracy target 'at_most' must be a positive number: the most "
+                               "this query may spend, e.g. 0.5")
         size = self.assumed_group_size
         if size is not None and not (isinstance(size, int) and not isinstance(size, bool)
                                      and 1 <= size <= MAX_GROUP_SIZE):
@@ -336,6 +342,7 @@ def canonical(request: Request) -> str:
 
 
 _OMITTED_WHEN_EMPTY = ("select", "having", "derived")  # added later: older queries keep their text
+_NOT_CANONICAL = ("extras", "at_most")  # at_most limits the spend, not what is released
 
 
 def _tagged(node):
@@ -343,7 +350,7 @@ def _tagged(node):
         return [_tagged(n) for n in node]
     if hasattr(node, "__dataclass_fields__"):
         fields = {k: _tagged(getattr(node, k)) for k in node.__dataclass_fields__
-                  if k != "extras" and not (k == "weight" and getattr(node, k) == 1)
+                  if k not in _NOT_CANONICAL and not (k == "weight" and getattr(node, k) == 1)
                   and not (k in _OMITTED_WHEN_EMPTY and getattr(node, k) in ((), None))}
         return {"node": type(node).__name__, **fields}
     return node

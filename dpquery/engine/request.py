@@ -105,8 +105,8 @@ def _budget(body: dict):
         target = body["accuracy"]
         if not isinstance(target, dict):
             raise InvalidRequest("'accuracy' must be an object, e.g. {\"within\": 0.02, \"confidence\": 0.95}")
-        _only(target, {"within", "confidence", "aggregate", "assumed_group_size"}, "accuracy",
-              InvalidRequest)
+        _only(target, {"within", "confidence", "aggregate", "assumed_group_size", "at_most"},
+              "accuracy", InvalidRequest)
         if "within" not in target:
             raise InvalidRequest("'accuracy' needs 'within': the largest acceptable half-width")
         return AccuracyTarget(**target)

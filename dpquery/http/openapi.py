@@ -63,7 +63,10 @@ QUERY_FORM = {"type": "object", "required": ["aggregates"], "additionalPropertie
                                              "{\"bucket\": \"FLOOR(amount / 10) * 10\"}"}}}
 ACCURACY = {"type": "object", "required": ["within"], "additionalProperties": False,
             "properties": {"within": POSITIVE, "confidence": {"type": "number"},
-                           "aggregate": STRING, "assumed_group_size": {"type": "integer"}}}
+                           "aggregate": STRING, "assumed_group_size": {"type": "integer"},
+                           "at_most": {**POSITIVE, "description": "the most this query may "
+                                       "spend (epsilon, or rho); a target costing more is "
+                                       "refused, free"}}}
 QUERY_BODY = {
     "type": "object", "additionalProperties": False,
     "description": "exactly one of sql/query; exactly one of epsilon/rho/accuracy",
