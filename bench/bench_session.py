@@ -2,6 +2,7 @@
 
     python bench/bench_session.py [--budgets 10,20] [--customers 100] [--by-kind] [--log]
     python bench/bench_session.py --budgets 10,20 --write   # BENCHMARKS.md section 3
+    python bench/bench_session.py --at-most 1   # every query capped at ε = 1, peers too
 
 Every session query goes through `Service.run` for one partner with an
 ε budget, in order: the embedded SQLite ledger charges it, repeats come back
@@ -36,9 +37,11 @@ STEPS = ("new", "repeat", "refine", "wider", "narrower")
 OUTCOMES = ("fresh", "repeat", "derived", "refused_budget", "refused_accuracy", "refused_other")
 
 
-def run_session(budget: float, customers: int, session: list[dict]) -> tuple[list, float, int]:
+def run_session(budget: float, customers: int, session: list[dict],
+                at_most: float | None = None) -> tuple[list, float, int]:
     """([(query, outcome, ε charged)] for each session query, through Service.run;
-    the dataset's per-query cap; what the former accounting model answers)."""
+    the dataset's per-query cap; what the former accounting model answers).
+    `at_most`: each target also caps the query's spend (refused above it)."""
     from budget.amounts import Amount
     from budget.ledger import Ledger
     from dpquery.demo import write_demo
@@ -51,26 +54,30 @@ def run_session(budget: float, customers: int, session: list[dict]) -> tuple[lis
     service = Service.open(settings, ledger)
     pid, _key = ledger.create_partner("analyst", {"purchases": Amount(epsilon=Fraction(budget))},
                                       actor="bench", reason="session benchmark")
-    accounted = S.answered([_preview_cost(service, q) for q in session], budget)
-    out = [(q, *_ask(service, pid, q)) for q in session]
+    accounted = S.answered([_preview_cost(service, q, at_most) for q in session], budget)
+    out = [(q, *_ask(service, pid, q, at_most)) for q in session]
     ledger.close()
     return out, settings.datasets["purchases"].max_epsilon_per_query, accounted
 
 
-def _preview_cost(service, q: dict) -> tuple[str, float | None]:
+def _target(q: dict, at_most: float | None) -> dict:
+    return {**S.TARGETS[q["agg"]], **({"at_most": at_most} if at_most else {})}
+
+
+def _preview_cost(service, q: dict, at_most: float | None = None) -> tuple[str, float | None]:
     """The former model (accounting only): Service.preview's spend, repeats free."""
     from dpquery.errors import DPQueryError
     try:
-        preview = service.preview({"sql": q["sql"], "accuracy": S.TARGETS[q["agg"]]})
+        preview = service.preview({"sql": q["sql"], "accuracy": _target(q, at_most)})
         return q["sql"], float(Fraction(preview["cost"]["epsilon"]))
     except DPQueryError:
         return q["sql"], None
 
 
-def _ask(service, pid: str, q: dict) -> tuple[str, Fraction]:
+def _ask(service, pid: str, q: dict, at_most: float | None = None) -> tuple[str, Fraction]:
     from dpquery.errors import AccuracyUnreachable, BudgetExhausted, DPQueryError
     try:
-        answer = service.run(pid, {"sql": q["sql"], "accuracy": S.TARGETS[q["agg"]]})
+        answer = service.run(pid, {"sql": q["sql"], "accuracy": _target(q, at_most)})
     except BudgetExhausted:
         return "refused_budget", Fraction(0)
     except AccuracyUnreachable:
@@ -174,12 +181,16 @@ def main() -> None:
                     help="demo data size (about 60 rows each)")
     ap.add_argument("--by-kind", action="store_true", help="also print outcomes per step and kind")
     ap.add_argument("--log", action="store_true", help="print each query's outcome")
+    ap.add_argument("--at-most", type=float, default=None,
+                    help="every target also caps its query's spend (accuracy at_most); the "
+                         "peers skip the same queries (their per-query cap)")
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md section 3")
     args = ap.parse_args()
     session = S.make_session()
     runs = []
     for budget in (float(b) for b in args.budgets.split(",")):
-        results, cap, accounted = run_session(budget, args.customers, session)
+        results, cap, accounted = run_session(budget, args.customers, session, args.at_most)
+        cap = min(cap, args.at_most or cap)
         runs.append((budget, results, peer_counts(session, budget, cap), accounted))
         if args.log:
             for i, (q, o, c) in enumerate(results):
