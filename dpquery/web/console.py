@@ -88,7 +88,7 @@ def _form_defaults() -> dict:
     first = datasets[0] if datasets else None
     return {"dataset": first["name"] if first else "", "sql": example_sql(first)[0][1] if first else "",
             "mode": "spend", "auto_bounds": "",
-            "spend": "0.5", "within": "", "confidence": "0.95", "purpose": ""}
+            "spend": "0.5", "within": "", "at_most": "", "confidence": "0.95", "purpose": ""}
 
 
 def _page(form: dict, preview: dict | None = None, error: DPQueryError | None = None) -> str:
@@ -154,8 +154,10 @@ def _body(form: dict) -> dict:
     confidence = _number(form["confidence"] or "0.95", "Confidence")
     if form["mode"] == "accuracy":
         within = _number(form["within"], "The accuracy target (“within”)")
-        return {"sql": form["sql"], "confidence": confidence,
-                "accuracy": {"within": within, "confidence": confidence}}
+        target = {"within": within, "confidence": confidence}
+        if form["at_most"]:
+            target["at_most"] = _number(form["at_most"], "The most to spend")
+        return {"sql": form["sql"], "confidence": confidence, "accuracy": target}
     name = fmt.component(measure)
     body = {"sql": form["sql"], "confidence": confidence,
             name: _number(form["spend"], f"The privacy spend ({fmt.SYMBOLS[name]})")}

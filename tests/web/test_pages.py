@@ -166,6 +166,9 @@ def test_accuracy_target_preview(client, stack):
     login(client, stack.partner_key)
     page = text(ask(client, "preview", mode="accuracy", within="2000", spend=""))
     assert "nothing was charged" in page and "Running this query costs" in page
+    capped = text(ask(client, "run", mode="accuracy", within="2000", spend="", at_most="0.0001"))
+    assert "your at_most 0.0001" in capped
+    assert stack.ledger.spent(stack.partner_id, "purchases").is_zero()
 
 
 def test_the_console_can_ask_for_the_row_bound_to_be_chosen(client, stack):
