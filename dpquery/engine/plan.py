@@ -283,10 +283,10 @@ class _Context:
         if shape == "rows":  # bound first (keyed, as every engine does), then WHERE
             frame = frames.truncate_rows(frame, self.unit, ds.rows_per_customer)
             frame = frames.where(frame, q.where)
-        elif shape == "group_rows":
+        elif shape == "group_rows":  # groups were truncated on the input (_truncation)
             frame = frames.where(frame, q.where)
             frame = frames.truncate_rows_per_group(frame, self.unit, self.by, ds.rows_per_customer)
-        else:  # customers (and group_rows): groups truncated on the input (reference.py)
+        else:  # customers: groups were truncated on the input (_truncation)
             frame = frames.where(frame, q.where)
             pre = {s.pre().meta.output_name(): s.pre() for s in stats if s.pre is not None}
             frame = frames.per_customer(frame, self.unit, self.by, list(pre.values()) or [pl.len().alias("_rows")])
