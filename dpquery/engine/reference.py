@@ -7,7 +7,7 @@ whose customers are truncated to G groups has the truncation run here, on the
 data handed to the measurement, and states it to OpenDP's map as a bound
 (`Bound(by, num_groups=G)`): OpenDP then charges exactly G, as the engines do.
 
-Stability argument for `prepare` (group truncation outside OpenDP): it is the
+Stability argument for `GroupTruncation.apply` (bounding outside OpenDP): it is the
 query's WHERE, a row-wise filter, then a filter that keeps a customer's rows
 in the first G of its groups in key order. Each customer's kept rows depend
 on that customer's rows alone, so two datasets differing in one customer's
