@@ -87,8 +87,9 @@ def plan_for_accuracy(request: Request, table: Table, target: AccuracyTarget) ->
         raise AccuracyUnreachable(
             f"even {whose} gives {shown} for {alias!r} at "
             f"{target.confidence:.0%}{assumed}; the target ±{target.within:g} cannot be met. "
-            "Loosen the target, group by fewer columns, or filter to larger groups"
-            + (", or raise at_most" if mine else ""))
+            "Loosen the target, group by fewer columns"
+            + (", filter to larger groups, or raise at_most" if mine else
+               ", or filter to larger groups"))
     return planner.plan_with_spend(request, table, _least_spend(width, target.within, cap))
 
 
