@@ -8,7 +8,7 @@ import pytest
 from dpquery.demo import write_demo
 
 from dpquery import config
-from settings_helpers import make_settings
+from settings_helpers import make_settings, open_service
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +22,10 @@ def demo_data(tmp_path_factory) -> Path:
 @pytest.fixture()
 def settings(tmp_path, demo_data) -> config.Settings:
     return make_settings(tmp_path, demo_data)
+
+
+@pytest.fixture()
+def svc(settings):
+    """The service over `settings`, with a fresh ledger."""
+    with open_service(settings) as service:
+        yield service

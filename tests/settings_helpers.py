@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from contextlib import contextmanager
 from pathlib import Path
 
 from dpquery import config
@@ -24,3 +25,15 @@ def make_settings(tmp: Path, data: Path, **dataset_overrides) -> config.Settings
         section, _, name = key.rpartition("__")
         (ds[section] if section else ds)[name] = value
     return config.from_dict(raw, base=tmp)
+
+
+@contextmanager
+def open_service(settings: config.Settings):
+    """The service over `settings` and its SQLite ledger, closed afterwards."""
+    from budget.ledger import Ledger
+    from dpquery.service import Service
+    ledger = Ledger(settings.ledger_path)
+    try:
+        yield Service.open(settings, ledger)
+    finally:
+        ledger.close()

@@ -10,8 +10,6 @@ from fractions import Fraction
 import polars as pl
 import pytest
 
-from budget.amounts import Amount
-from budget.ledger import Ledger
 from dpquery import config
 from dpquery.engine import autobound, catalog, customer_histogram as histogram, engines, noise, \
     plan as planner, vector_plan
@@ -19,8 +17,9 @@ from dpquery.engine.query import canonical
 from dpquery.engine.request import parse_body
 from dpquery.errors import InvalidQuery, InvalidRequest
 from dpquery.present import exact
-from dpquery.service import Service, release_answer
-from settings_helpers import make_settings, shipped_config
+from dpquery.service import release_answer
+from settings_helpers import make_settings, open_service, shipped_config
+from test_service import add_partner, partner  # noqa: F401  (partner: a fixture)
 
 AUTO = {"bounds__auto": True, "bounds__auto_max_rows_per_customer": 2000}
 BY_REGION = "SELECT region, COUNT(*) AS n FROM purchases GROUP BY region"
@@ -135,37 +134,22 @@ def test_the_histograms_opendp_map_at_its_sensitivity_fits_its_share(table):
     assert ungrouped.sizes is None and ungrouped.share == pytest.approx(0.1)
 
 
-def test_preview_states_the_charge_without_reading_data(tmp_path, demo_data, monkeypatch):
-    settings = make_settings(tmp_path, demo_data, **AUTO)
-    ledger = Ledger(settings.ledger_path)
-    service = Service.open(settings, ledger)
-
+def test_preview_states_the_charge_without_reading_data(svc, monkeypatch):
     def no_data(*_args, **_kwargs):
         raise AssertionError("a preview read data")
 
     monkeypatch.setattr(histogram, "exact", no_data)
     monkeypatch.setattr(engines, "aggregate", no_data)
-    preview = service.preview({"sql": BY_REGION, "epsilon": 0.5, "bounds": "auto"})
+    preview = svc.preview({"sql": BY_REGION, "epsilon": 0.5, "bounds": "auto"})
     assert preview["cost"]["epsilon"] == "1/2" and preview["bounds"]["rows_per_customer"] == "auto"
     assert any("bounds" in note and "auto" in note for note in preview["notes"])
-    ledger.close()
 
 
 # -- the service ---------------------------------------------------------------------------
 
 @pytest.fixture()
-def svc(tmp_path, demo_data):
-    settings = make_settings(tmp_path, demo_data, **AUTO)
-    ledger = Ledger(settings.ledger_path)
-    yield Service.open(settings, ledger)
-    ledger.close()
-
-
-@pytest.fixture()
-def partner(svc):
-    pid, _key = svc.ledger.create_partner("IFA", budgets={"purchases": Amount(epsilon=1)},
-                                          purposes=["pricing"], actor="test", reason="test")
-    return pid
+def settings(tmp_path, demo_data):
+    return make_settings(tmp_path, demo_data, **AUTO)
 
 
 def test_the_whole_spend_is_charged_once_before_any_noise(svc, partner, monkeypatch):
@@ -206,15 +190,11 @@ def test_canonical_form_names_auto_bounds():
 
 
 def test_a_dataset_without_opt_in_refuses_before_any_spend(tmp_path, demo_data):
-    settings = make_settings(tmp_path, demo_data, bounds__auto=False)
-    ledger = Ledger(settings.ledger_path)
-    service = Service.open(settings, ledger)
-    pid, _ = ledger.create_partner("IFA", budgets={"purchases": Amount(epsilon=1)},
-                                   purposes=["pricing"], actor="test", reason="test")
-    with pytest.raises(InvalidQuery, match=r"datasets\.purchases\.bounds\.auto = true"):
-        service.run(pid, {"sql": BY_REGION, "epsilon": 0.5, "bounds": "auto"})
-    assert ledger.spent(pid, "purchases").epsilon == 0
-    ledger.close()
+    with open_service(make_settings(tmp_path, demo_data, bounds__auto=False)) as service:
+        pid = add_partner(service)
+        with pytest.raises(InvalidQuery, match=r"datasets\.purchases\.bounds\.auto = true"):
+            service.run(pid, {"sql": BY_REGION, "epsilon": 0.5, "bounds": "auto"})
+        assert service.ledger.spent(pid, "purchases").epsilon == 0
 
 
 @pytest.mark.parametrize("body, message", [

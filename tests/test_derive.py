@@ -4,23 +4,14 @@ from __future__ import annotations
 import pytest
 
 from budget.amounts import Amount
-from budget.ledger import Ledger
 from dpquery import derive, derive_values
 from dpquery.engine import intervals
 from dpquery.errors import InvalidRequest
-from dpquery.service import Service
 
 FINE = "SELECT region, age_band, COUNT(*) AS n FROM purchases GROUP BY region, age_band"
 COARSE = "SELECT region, COUNT(*) AS n FROM purchases GROUP BY region"
 FILTERED = ("SELECT region, COUNT(*) AS n FROM purchases WHERE age_band = '25-34' "
             "GROUP BY region")
-
-
-@pytest.fixture()
-def svc(settings):
-    ledger = Ledger(settings.ledger_path)
-    yield Service.open(settings, ledger)
-    ledger.close()
 
 
 def partner(svc, name="IFA"):

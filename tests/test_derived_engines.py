@@ -153,31 +153,24 @@ def test_a_held_answer_is_reused_only_for_the_same_expressions(table):
     assert derive._match(coarser, have, extended, 1) is not None
 
 
-def test_the_service_charges_once_and_refuses_for_free(settings):
+def test_the_service_charges_once_and_refuses_for_free(svc):
     """Through the pipeline: a derived query is charged once (its repeat is the stored
     answer), and a refused one (unlistable GROUP BY) costs nothing."""
     from budget.amounts import Amount
-    from budget.ledger import Ledger
     from dpquery.errors import InvalidQuery
-    from dpquery.service import Service
+    from test_service import add_partner
 
-    ledger = Ledger(settings.ledger_path)
-    try:
-        svc = Service.open(settings, ledger)
-        pid, _key = ledger.create_partner("IFA", budgets={"purchases": Amount(epsilon=1)},
-                                          purposes=["pricing"], actor="test", reason="test")
-        body = {"sql": "SELECT FLOOR(amount / 25) * 25 AS tier, COUNT(*) AS n FROM purchases "
-                       "GROUP BY tier", "epsilon": 0.25}
-        first = svc.run(pid, body)
-        again = svc.run(pid, dict(body))
-        assert [r["tier"] for r in first["rows"]] == [0, 25, 50, 75, 100]
-        assert again["rows"] == first["rows"]
-        with pytest.raises(InvalidQuery, match="Use wider buckets"):
-            svc.run(pid, {"sql": "SELECT FLOOR(amount * 100) AS c, COUNT(*) FROM purchases "
-                                 "GROUP BY c", "epsilon": 0.25})
-        assert ledger.spent(pid, "purchases").epsilon == Amount(epsilon=0.25).epsilon
-    finally:
-        ledger.close()
+    pid = add_partner(svc)
+    body = {"sql": "SELECT FLOOR(amount / 25) * 25 AS tier, COUNT(*) AS n FROM purchases "
+                   "GROUP BY tier", "epsilon": 0.25}
+    first = svc.run(pid, body)
+    again = svc.run(pid, dict(body))
+    assert [r["tier"] for r in first["rows"]] == [0, 25, 50, 75, 100]
+    assert again["rows"] == first["rows"]
+    with pytest.raises(InvalidQuery, match="Use wider buckets"):
+        svc.run(pid, {"sql": "SELECT FLOOR(amount * 100) AS c, COUNT(*) FROM purchases "
+                             "GROUP BY c", "epsilon": 0.25})
+    assert svc.ledger.spent(pid, "purchases").epsilon == Amount(epsilon=0.25).epsilon
 
 
 def test_no_data_value_makes_an_expression_fail_or_differ(tmp_path):

@@ -20,7 +20,7 @@ from dpquery import derive
 from dpquery.engine import bounded, catalog, engines, plan as planner
 from dpquery.service import describe_plan
 from settings_helpers import make_settings
-from test_derive import partner, svc  # noqa: F401  (svc: the service fixture)
+from test_derive import partner
 
 RATE = ("SELECT region, age_band, PURCHASE_RATE(category = 'snacks') AS r FROM purchases "
         "GROUP BY region, age_band")

@@ -4,26 +4,22 @@ from __future__ import annotations
 import pytest
 
 from budget.amounts import Amount
-from budget.ledger import Ledger
 from dpquery.engine import execute
 from dpquery.errors import BudgetExhausted, IdempotencyConflict, InvalidQuery
-from dpquery.service import Service
 
 SQL = "SELECT region, PURCHASE_RATE(category = 'snacks') AS r FROM purchases GROUP BY region"
 
 
-@pytest.fixture()
-def svc(settings):
-    ledger = Ledger(settings.ledger_path)
-    yield Service.open(settings, ledger)
-    ledger.close()
+def add_partner(svc) -> str:
+    """Partner 'IFA' with ε = 1 on purchases, for pricing."""
+    pid, _key = svc.ledger.create_partner("IFA", budgets={"purchases": Amount(epsilon=1)},
+                                          purposes=["pricing"], actor="test", reason="test")
+    return pid
 
 
 @pytest.fixture()
 def partner(svc):
-    pid, _key = svc.ledger.create_partner("IFA", budgets={"purchases": Amount(epsilon=1)},
-                                          purposes=["pricing"], actor="test", reason="test")
-    return pid
+    return add_partner(svc)
 
 
 def spent(svc, pid):
@@ -149,23 +145,22 @@ def test_an_abandoned_hold_is_reported_not_waited_for(svc, partner, monkeypatch)
     from dpquery.service import identify
     text, cache_id = identify(svc.parse({"sql": SQL, "epsilon": 0.25}), svc.tables["purchases"])
     svc.ledger.reserve(partner, "purchases", Amount(epsilon=0.25), cache_id, text)
-    monkeypatch.setattr(Service, "_abandoned", lambda self, r: True)
+    monkeypatch.setattr(type(svc), "_abandoned", lambda self, r: True)
     with pytest.raises(QueryInterrupted):
         svc.run(partner, {"sql": SQL, "epsilon": 0.25})
     assert spent(svc, partner) == Amount(epsilon=0.25).epsilon
 
 
 def test_zcdp_dataset_charges_rho_and_reports_the_implied_epsilon(tmp_path, demo_data):
-    from settings_helpers import make_settings
+    from settings_helpers import make_settings, open_service
     settings = make_settings(tmp_path, demo_data, measure="zcdp", max_epsilon_per_query=1.0)
-    ledger = Ledger(settings.ledger_path)
-    svc = Service.open(settings, ledger)
-    pid, _ = ledger.create_partner("Z", budgets={"purchases": Amount(rho=0.5)}, actor="t", reason="t")
-    answer = svc.run(pid, {"sql": SQL, "rho": 0.1})
-    assert answer["cost"]["rho"] == "1/10"
-    assert {n["mechanism"] for n in answer["aggregates"][0]["noise"]} == {"Integer Gaussian"}
-    assert answer["remaining"]["rho"] == "2/5"
-    assert answer["remaining"]["implied"]["delta"] == pytest.approx(1e-6)
-    with pytest.raises(InvalidQuery, match="accounted in rho"):
-        svc.run(pid, {"sql": SQL, "epsilon": 0.1})
-    ledger.close()
+    with open_service(settings) as svc:
+        pid, _ = svc.ledger.create_partner("Z", budgets={"purchases": Amount(rho=0.5)},
+                                           actor="t", reason="t")
+        answer = svc.run(pid, {"sql": SQL, "rho": 0.1})
+        assert answer["cost"]["rho"] == "1/10"
+        assert {n["mechanism"] for n in answer["aggregates"][0]["noise"]} == {"Integer Gaussian"}
+        assert answer["remaining"]["rho"] == "2/5"
+        assert answer["remaining"]["implied"]["delta"] == pytest.approx(1e-6)
+        with pytest.raises(InvalidQuery, match="accounted in rho"):
+            svc.run(pid, {"sql": SQL, "epsilon": 0.1})

@@ -8,9 +8,8 @@ import pytest
 from flask import Flask
 
 from budget.amounts import Amount
-from budget.ledger import Ledger
 from dpquery import demo
-from dpquery.service import Service
+from settings_helpers import open_service
 from web_helpers import make_app, make_settings
 
 CUSTOMERS = 2000
@@ -26,16 +25,14 @@ def demo_data(tmp_path_factory) -> Path:
 @pytest.fixture
 def stack(tmp_path, demo_data):
     """Service + ledger with one partner (ε=1 on purchases) and an admin key."""
-    settings = make_settings(tmp_path, demo_data)
-    ledger = Ledger(settings.ledger_path)
-    service = Service.open(settings, ledger)
-    partner_id, partner_key = ledger.create_partner(
-        "IFA Insurance", {"purchases": Amount(epsilon=1)},
-        purposes=["pricing research on healthy eating"], actor="test", reason="fixture")
-    admin_key = ledger.create_admin_key("test")
-    yield SimpleNamespace(service=service, ledger=ledger, partner_id=partner_id,
-                          partner_key=partner_key, admin_key=admin_key)
-    ledger.close()
+    with open_service(make_settings(tmp_path, demo_data)) as service:
+        ledger = service.ledger
+        partner_id, partner_key = ledger.create_partner(
+            "IFA Insurance", {"purchases": Amount(epsilon=1)},
+            purposes=["pricing research on healthy eating"], actor="test", reason="fixture")
+        admin_key = ledger.create_admin_key("test")
+        yield SimpleNamespace(service=service, ledger=ledger, partner_id=partner_id,
+                              partner_key=partner_key, admin_key=admin_key)
 
 
 @pytest.fixture
