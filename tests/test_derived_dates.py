@@ -19,9 +19,8 @@ from dpquery.config import Column
 from dpquery.engine import catalog, derived_bounds, execute
 from dpquery.engine.derived import Col, DatePart, Derived, Lit, Case
 from dpquery.engine.query import Aggregate, Between, Compare, InList, Query
-from dpquery.engine.request import parse_body
 from dpquery.engine.sql import parse_sql
-from dpquery.errors import ConfigError, DPQueryError, InvalidQuery
+from dpquery.errors import ConfigError, InvalidQuery
 from settings_helpers import make_settings, shipped_config
 from test_derived_engines import exact, plan_of, table  # noqa: F401  (table: the demo fixture)
 
@@ -95,13 +94,8 @@ REFUSED = [
 
 @pytest.mark.parametrize("sql,fragment", REFUSED, ids=[r[0][:60] for r in REFUSED])
 def test_refused_before_any_data_is_read(sql, fragment, settings):
-    from test_sql import _table_that_must_not_be_read
-    tables = {"purchases": _table_that_must_not_be_read(settings)}
-    with pytest.raises(DPQueryError) as err:
-        request = parse_body({"sql": sql, "epsilon": 0.5}, datasets=settings.datasets)
-        catalog.check_query(request.query, tables)
-    assert fragment in err.value.message
-    assert err.value.status == 400
+    from test_sql import assert_refused_unread
+    assert_refused_unread(sql, fragment, settings)
 
 
 # -- configuration ------------------------------------------------------------------

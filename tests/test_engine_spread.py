@@ -20,7 +20,7 @@ from dpquery.engine import bounded, catalog, engines, execute, mechanisms, noise
 from dpquery.engine.prepare import ROW_RANK
 from settings_helpers import make_settings
 from test_engines import combos, exact, plan_of, sql_of, table  # noqa: F401 (fixture)
-from test_statistical import P_FLOOR, plan_for, tiny_frame
+from test_statistical import P_FLOOR, plan_for, tiny_tables
 
 SPREAD = "VARIANCE(amount) AS a, STDDEV_POP(amount) AS b"
 GROUPS = ["", "region", "age_band, category", "region, age_band, year"]
@@ -125,14 +125,7 @@ def test_on_the_engine_no_note_says_the_reference(table):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """measure -> the tiny dataset (test_statistical.py) on DuckDB."""
-    tmp = tmp_path_factory.mktemp("tiny-spread")
-    path = tmp / "tiny.parquet"
-    tiny_frame(heavy=False).write_parquet(path)
-    out = {}
-    for measure in ("pure", "zcdp"):
-        settings = make_settings(tmp, path, measure=measure, max_rows=10_000, engine="duckdb")
-        out[measure] = catalog.open_table(settings.datasets["purchases"], tmp / "prep", settings.engine)
-    return out
+    return tiny_tables(tmp_path_factory.mktemp("tiny-spread"), "duckdb", "prep")
 
 
 @pytest.mark.slow

@@ -15,9 +15,8 @@ import polars as pl
 import pytest
 from scipy import stats as st
 
-from dpquery.engine import catalog, engines, execute
-from settings_helpers import make_settings
-from test_statistical import N, P_FLOOR, check_discrete, plan_for, stat_scale, tiny_frame
+from dpquery.engine import engines, execute
+from test_statistical import N, P_FLOOR, check_discrete, plan_for, stat_scale, tiny_tables
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +24,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory):
     """measure -> the tiny dataset (no heavy customer) prepared and queried by Spark."""
-    tmp = tmp_path_factory.mktemp("spark-tiny")
-    path = tmp / "tiny.parquet"
-    tiny_frame(heavy=False).write_parquet(path)
-    out = {}
-    for measure in ("pure", "zcdp"):
-        settings = make_settings(tmp, path, measure=measure, max_rows=10_000, engine="spark")
-        out[measure] = catalog.open_table(settings.datasets["purchases"], tmp / "prepared",
-                                          settings.engine)
-    return out
+    return tiny_tables(tmp_path_factory.mktemp("spark-tiny"), "spark")
 
 
 @pytest.fixture

@@ -39,12 +39,18 @@ def test_canonical_text_differs_for_a_rephrased_query():
 
 @pytest.mark.parametrize("sql,fragment,status", REFUSED, ids=[r[0][:50] for r in REFUSED])
 def test_refused_sql_names_the_problem(sql, fragment, status, settings):
+    assert_refused_unread(sql, fragment, settings, int(status))
+
+
+def assert_refused_unread(sql: str, fragment: str, settings, status: int = 400) -> None:
+    """`sql` is refused with `fragment` in its message while checking the query, before
+    anything reads the data (the table's frame fails if read)."""
     tables = {"purchases": _table_that_must_not_be_read(settings)}
     with pytest.raises(DPQueryError) as err:
         request = parse_body({"sql": sql, "epsilon": 0.5}, datasets=settings.datasets)
         catalog.check_query(request.query, tables)
     assert fragment in err.value.message
-    assert err.value.status == int(status)
+    assert err.value.status == status
 
 
 def test_parse_error_points_at_the_text():

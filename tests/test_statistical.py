@@ -63,6 +63,18 @@ def all_tables(tmp_path_factory):
     return out
 
 
+def tiny_tables(tmp, engine: str, prepared: str = "prepared") -> dict:
+    """measure -> the tiny dataset without its heavy customer, opened on `engine`."""
+    path = tmp / "tiny.parquet"
+    tiny_frame(heavy=False).write_parquet(path)
+    out = {}
+    for measure in ("pure", "zcdp"):
+        settings = make_settings(tmp, path, measure=measure, max_rows=10_000, engine=engine)
+        out[measure] = catalog.open_table(settings.datasets["purchases"], tmp / prepared,
+                                          settings.engine)
+    return out
+
+
 @pytest.fixture(params=ENGINES)
 def tables(request, all_tables):
     """The tables of one engine, keyed (measure, heavy): every test runs on every engine."""
