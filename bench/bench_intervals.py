@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import settings_for  # noqa: E402
-from dpquery.engine import catalog, engines, execute, intervals, noise, plan as planner  # noqa: E402
+from dpquery.engine import accuracy_plan, catalog, engines, execute, intervals, noise, plan as planner  # noqa: E402
 from dpquery.engine.bounded import Cell  # noqa: E402
 from dpquery.engine.vector_plan import stat_sensitivity  # noqa: E402
 from dpquery.engine.request import parse_body  # noqa: E402
@@ -74,9 +74,7 @@ def former_rate_numerators(plan, num_sp):
 def measure_query(plan, releases: int) -> dict:
     num_sp, den_sp = plan.stats
     c, agg = num_sp.stat.center, plan.request.query.aggregates[0]
-    domain = (0.0, 1.0) if agg.kind == "purchase_rate" else \
-        tuple(float(b) for b in (plan.table.column(agg.column).lower,
-                                 plan.table.column(agg.column).upper))
+    domain = accuracy_plan.ratio_domain(plan.table, agg)
     truth = exact_ratio(plan, num_sp, den_sp)
     noises = intervals.Noise.of(num_sp), intervals.Noise.of(den_sp)
     rate = agg.kind == "purchase_rate"

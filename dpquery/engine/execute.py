@@ -10,7 +10,7 @@ import math
 
 import polars as pl
 
-from dpquery.engine import engines, intervals, noise, postprocess, spread
+from dpquery.engine import accuracy_plan, engines, intervals, noise, postprocess, spread
 from dpquery.engine.plan import RATIOS, Plan, StatPlan
 from dpquery.engine.query import SPREADS
 from dpquery.engine.vector_plan import stat_sensitivity
@@ -120,7 +120,7 @@ def _spread(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]):
 def _ratio(plan: Plan, agg, record: dict, stats: dict[str, StatPlan]):
     """num/den with a test-inversion interval from both noise laws (intervals.py)."""
     a = agg.alias
-    domain = (0.0, 1.0) if agg.kind == "purchase_rate" else _bounds(plan, agg.column)
+    domain = accuracy_plan.ratio_domain(plan.table, agg)
     num_sp, den_sp = stats[f"{a}.num"], stats[f"{a}.den"]
     c = num_sp.stat.center  # the numerator summed values minus c: shift back afterwards
     (value, low, high), = intervals.ratio_intervals(
