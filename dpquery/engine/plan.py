@@ -310,17 +310,18 @@ class _Context:
                                 max_groups=min(reach, self.groups))
 
     def measurement(self, shape: str, sps: list[StatPlan], threshold: int | None = None) -> Reference:
-        plan = self.lazyframe(shape, [sp.stat for sp in sps], [sp.param for sp in sps])
-        return Reference(self._make(plan, threshold), self._truncation(shape))
+        return self._reference(shape, [sp.stat for sp in sps], [sp.param for sp in sps], threshold)
 
     def single_loss(self, stat: Stat, scale: float) -> float:
         """The ε (or ρ) of releasing one statistic at `scale`, from OpenDP's map."""
         releases_keys = self.keys is None and bool(self.by)
-        meas = Reference(self._make(self.lazyframe(stat.shape, [stat], [scale]),
-                                    NO_THRESHOLD if releases_keys else None),
-                         self._truncation(stat.shape))
-        loss = meas.map()
+        loss = self._reference(stat.shape, [stat], [scale],
+                               NO_THRESHOLD if releases_keys else None).map()
         return loss[0] if self.approximate else loss
+
+    def _reference(self, shape: str, stats: list[Stat], scales: list, threshold) -> Reference:
+        plan = self.lazyframe(shape, stats, scales)
+        return Reference(self._make(plan, threshold), self._truncation(shape))
 
     def _make(self, plan, threshold: int | None = None):
         try:
